@@ -1,0 +1,1060 @@
+/*
+ * conf.c — the directive parser behind conf_load() (see popsd.conf.5).
+ *
+ * The file is read one bounded line at a time, split into arguments in
+ * place, and each line is handed to the handler of its keyword. The first
+ * error stops the parse: it is written once into the caller's buffer and
+ * everything built so far goes through conf_free().
+ */
+#include "conf.h"
+
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include <netinet/in.h>
+#include <arpa/inet.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+
+#define CONF_LINE_MAX	4096		/* bytes, without the line ending */
+#define CONF_ARGS_MAX	(CONF_MAX_CIDR + 2)
+#define CONF_FILE_MAX	(1024 * 1024)	/* certificate and key files */
+#define DAY_SECONDS	86400.0
+
+struct parser {
+	const char	*path;
+	int		 line;		/* 0 while no line is being parsed */
+	char		*err;
+	size_t		 errsz;
+	struct conf	*c;
+	int		 backend_line;
+	int		 cert_line;	/* certificate waiting for its key, or 0 */
+};
+
+struct directive {
+	const char	*name;
+	int		 minargs;	/* arguments after the keyword */
+	int		 maxargs;
+	const char	*usage;
+	int		(*handler)(struct parser *, int, char **);
+};
+
+static void	perr(struct parser *, const char *, ...)
+		    __attribute__((format(printf, 2, 3)));
+
+const char *
+listen_kind_name(enum listen_kind kind)
+{
+	return kind == LISTEN_POP3S ? "pop3s" : "pop3";
+}
+
+/* Every failure ends here: "path:line: msg", or "path: msg" outside a line. */
+static void
+perr(struct parser *p, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (p->err == NULL || p->errsz == 0)
+		return;
+	if (p->line > 0)
+		snprintf(p->err, p->errsz, "%s:%d: %s", p->path, p->line, msg);
+	else
+		snprintf(p->err, p->errsz, "%s: %s", p->path, msg);
+}
+
+/* Text from the file, made safe to quote in an error message. */
+static const char *
+clean(char *dst, size_t dstsz, const char *s)
+{
+	return log_sanitize(dst, dstsz, s, strlen(s));
+}
+
+/* copy: bounded copy that always terminates; truncates silently. */
+static void
+copy(char *dst, size_t dstsz, const char *src)
+{
+	size_t n = strlen(src);
+
+	if (n >= dstsz)
+		n = dstsz - 1;
+	memcpy(dst, src, n);
+	dst[n] = '\0';
+}
+
+/* parse_uint: all-digit decimal in [min, max]; no sign, no spaces. */
+static int
+parse_uint(const char *s, long min, long max, long *out)
+{
+	long v = 0;
+
+	if (*s == '\0')
+		return -1;
+	for (; *s != '\0'; s++) {
+		if (*s < '0' || *s > '9')
+			return -1;
+		v = v * 10 + (*s - '0');
+		if (v > max)
+			return -1;
+	}
+	if (v < min)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+int
+conf_parse_duration(const char *s, double *out)
+{
+	double v = 0, scale = 1;
+	const char *d;
+
+	if (s == NULL || *s < '0' || *s > '9')
+		return -1;
+	for (; *s >= '0' && *s <= '9'; s++)
+		v = v * 10 + (*s - '0');
+	if (*s == '.') {
+		/* A digit must follow: "5." is more likely a typo than 5. */
+		if (s[1] < '0' || s[1] > '9')
+			return -1;
+		for (d = s + 1; *d >= '0' && *d <= '9'; d++) {
+			scale /= 10;
+			v += (*d - '0') * scale;
+		}
+		s = d;
+	}
+	switch (*s) {
+	case 'h':
+		v *= 60;
+		/* FALLTHROUGH */
+	case 'm':
+		v *= 60;
+		/* FALLTHROUGH */
+	case 's':
+		s++;
+		break;
+	}
+	if (*s != '\0' || !(v > 0) || v > DAY_SECONDS)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+/*
+ * split_hostport: "h:p", "[h]:p" → host (brackets removed) and port.
+ * The port must be 1..65535. An unbracketed host may not contain ':',
+ * so "::1:995" is refused rather than guessed at.
+ */
+static int
+split_hostport(const char *s, char *host, size_t hostsz, bool *bracketed,
+    in_port_t *port)
+{
+	const char *colon, *end;
+	long v;
+	size_t n;
+
+	*bracketed = s[0] == '[';
+	if (*bracketed) {
+		if ((end = strchr(s, ']')) == NULL || end[1] != ':')
+			return -1;
+		s++;
+		colon = end + 1;
+	} else {
+		if ((colon = strrchr(s, ':')) == NULL)
+			return -1;
+		end = colon;
+	}
+	n = (size_t)(end - s);
+	if (n == 0 || n >= hostsz ||
+	    (!*bracketed && memchr(s, ':', n) != NULL))
+		return -1;
+	memcpy(host, s, n);
+	host[n] = '\0';
+	if (parse_uint(colon + 1, 1, 65535, &v) == -1)
+		return -1;
+	*port = htons((in_port_t)v);
+	return 0;
+}
+
+/* Fill a sockaddr for a numeric address; 0, or -1 if it is not one. */
+static int
+numeric_addr(const char *host, bool v6, in_port_t port,
+    struct sockaddr_storage *ss, socklen_t *len)
+{
+	struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+
+	memset(ss, 0, sizeof(*ss));
+	if (v6) {
+		if (inet_pton(AF_INET6, host, &sin6->sin6_addr) != 1)
+			return -1;
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = port;
+		*len = sizeof(*sin6);
+	} else {
+		if (inet_pton(AF_INET, host, &sin->sin_addr) != 1)
+			return -1;
+		sin->sin_family = AF_INET;
+		sin->sin_port = port;
+		*len = sizeof(*sin);
+	}
+	return 0;
+}
+
+/* listen_addr: "*:p", "a.b.c.d:p" or "[v6]:p" into l; 0 or -1. */
+static int
+listen_addr(const char *s, struct conf_listen *l)
+{
+	char host[INET6_ADDRSTRLEN];
+	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&l->addr;
+	in_port_t port;
+	bool br;
+
+	if (split_hostport(s, host, sizeof(host), &br, &port) == -1)
+		return -1;
+	if (!br && strcmp(host, "*") == 0) {
+		memset(&l->addr, 0, sizeof(l->addr));
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_addr = in6addr_any;
+		sin6->sin6_port = port;
+		l->addrlen = sizeof(*sin6);
+		l->wildcard = true;
+		return 0;
+	}
+	l->wildcard = false;
+	return numeric_addr(host, br, port, &l->addr, &l->addrlen);
+}
+
+static int
+do_listen(struct parser *p, int argc, char **argv)
+{
+	struct conf *c = p->c;
+	struct conf_listen *l;
+	char q[128];
+	int i;
+
+	(void)argc;
+	if (c->nlistens == CONF_MAX_LISTEN) {
+		perr(p, "too many listen directives (at most %d)",
+		    CONF_MAX_LISTEN);
+		return -1;
+	}
+	l = &c->listens[c->nlistens];
+	if (strcmp(argv[0], "pop3s") == 0)
+		l->kind = LISTEN_POP3S;
+	else if (strcmp(argv[0], "pop3") == 0)
+		l->kind = LISTEN_POP3;
+	else {
+		perr(p, "listen: unknown kind \"%s\" (expected pop3s or pop3)",
+		    clean(q, sizeof(q), argv[0]));
+		return -1;
+	}
+	if (listen_addr(argv[1], l) == -1) {
+		perr(p, "listen: bad address \"%s\" (expected IPV4:PORT, "
+		    "[IPV6]:PORT or *:PORT with a numeric address)",
+		    clean(q, sizeof(q), argv[1]));
+		return -1;
+	}
+	for (i = 0; i < c->nlistens; i++) {
+		if (c->listens[i].addrlen == l->addrlen &&
+		    memcmp(&c->listens[i].addr, &l->addr, l->addrlen) == 0) {
+			perr(p, "listen: duplicate address \"%s\" "
+			    "(already on line %d)", clean(q, sizeof(q),
+			    argv[1]), c->listens[i].line);
+			return -1;
+		}
+	}
+	copy(l->text, sizeof(l->text), argv[1]);
+	l->line = p->line;
+	c->nlistens++;
+	return 0;
+}
+
+static int
+backend_unix(struct parser *p, const char *path)
+{
+	struct conf_backend *b = &p->c->backend;
+	struct sockaddr_un *sunp = (struct sockaddr_un *)&b->addrs[0];
+	char q[128];
+
+	if (path[0] != '/' || strlen(path) >= sizeof(sunp->sun_path)) {
+		perr(p, "backend: unix socket path \"%s\" must be absolute "
+		    "and shorter than %zu bytes", clean(q, sizeof(q), path),
+		    sizeof(sunp->sun_path));
+		return -1;
+	}
+	memset(sunp, 0, sizeof(*sunp));
+	sunp->sun_family = AF_UNIX;
+	memcpy(sunp->sun_path, path, strlen(path) + 1);
+	b->addrlens[0] = sizeof(*sunp);
+	b->naddrs = 1;
+	b->kind = BACKEND_UNIX;
+	return 0;
+}
+
+/*
+ * hostname_ok: only name characters, so "*" or a stray space is refused
+ * here rather than passed to the resolver. All digits and dots is a
+ * mistyped IPv4 address ("1.2.3"), not a name to look up.
+ */
+static bool
+hostname_ok(const char *s)
+{
+	size_t n = strlen(s);
+
+	return strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	    "0123456789.-_") == n && strspn(s, "0123456789.") != n;
+}
+
+/* Resolve a host name now: the event loop must never block on DNS. */
+static int
+backend_resolve(struct parser *p, const char *host, in_port_t port)
+{
+	struct conf_backend *b = &p->c->backend;
+	struct addrinfo hints, *res, *ai;
+	char q[128], serv[8];
+	int rv;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_NUMERICSERV;
+	snprintf(serv, sizeof(serv), "%u", (unsigned)ntohs(port));
+	if ((rv = getaddrinfo(host, serv, &hints, &res)) != 0) {
+		perr(p, "cannot resolve backend host \"%s\": %s",
+		    clean(q, sizeof(q), host), rv == EAI_SYSTEM ?
+		    strerror(errno) : gai_strerror(rv));
+		return -1;
+	}
+	b->naddrs = 0;
+	for (ai = res; ai != NULL && b->naddrs < CONF_MAX_BACKEND_ADDRS;
+	    ai = ai->ai_next) {
+		if ((ai->ai_family != AF_INET && ai->ai_family != AF_INET6) ||
+		    ai->ai_addrlen > sizeof(b->addrs[0]))
+			continue;
+		memset(&b->addrs[b->naddrs], 0, sizeof(b->addrs[0]));
+		memcpy(&b->addrs[b->naddrs], ai->ai_addr, ai->ai_addrlen);
+		b->addrlens[b->naddrs++] = ai->ai_addrlen;
+	}
+	freeaddrinfo(res);
+	if (b->naddrs == 0) {
+		perr(p, "cannot resolve backend host \"%s\": no IPv4 or IPv6 "
+		    "address", clean(q, sizeof(q), host));
+		return -1;
+	}
+	return 0;
+}
+
+static int
+backend_tcp(struct parser *p, const char *arg)
+{
+	struct conf_backend *b = &p->c->backend;
+	char host[256], q[128];
+	in_port_t port;
+	bool br;
+
+	if (split_hostport(arg, host, sizeof(host), &br, &port) == -1)
+		goto bad;
+	b->kind = BACKEND_TCP;
+	if (numeric_addr(host, br, port, &b->addrs[0], &b->addrlens[0]) == 0) {
+		b->naddrs = 1;
+		return 0;
+	}
+	if (br || !hostname_ok(host))
+		goto bad;
+	return backend_resolve(p, host, port);
+bad:
+	perr(p, "backend: bad address \"%s\" (expected HOST:PORT, "
+	    "[IPV6]:PORT or unix:/PATH)", clean(q, sizeof(q), arg));
+	return -1;
+}
+
+static int
+do_backend(struct parser *p, int argc, char **argv)
+{
+	int rv;
+
+	(void)argc;
+	if (p->c->have_backend) {
+		perr(p, "backend: only one backend is allowed (first on "
+		    "line %d)", p->backend_line);
+		return -1;
+	}
+	if (strncmp(argv[0], "unix:", 5) == 0)
+		rv = backend_unix(p, argv[0] + 5);
+	else
+		rv = backend_tcp(p, argv[0]);
+	if (rv == -1)
+		return -1;
+	copy(p->c->backend.text, sizeof(p->c->backend.text), argv[0]);
+	p->c->have_backend = true;
+	p->backend_line = p->line;
+	return 0;
+}
+
+static void
+wipe_free(uint8_t *mem, size_t len)
+{
+	if (mem == NULL)
+		return;
+	explicit_bzero(mem, len);
+	free(mem);
+}
+
+/*
+ * read_pem: read a certificate (secret false) or key (secret true) file
+ * into a new buffer. The mode is checked on the open descriptor, so the
+ * file checked is the file read. Key bytes are wiped on every exit.
+ */
+static int
+read_pem(struct parser *p, const char *what, const char *path, bool secret,
+    uint8_t **out, size_t *outlen)
+{
+	struct stat st;
+	uint8_t *mem = NULL;
+	size_t cap = 0, len = 0;
+	ssize_t n;
+	char q[256];
+	int fd;
+
+	clean(q, sizeof(q), path);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) == -1 ||
+	    fstat(fd, &st) == -1) {
+		perr(p, "cannot read %s \"%s\": %s", what, q, strerror(errno));
+		goto fail;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		perr(p, "cannot read %s \"%s\": not a regular file", what, q);
+		goto fail;
+	}
+	if (secret && (st.st_mode & 077) != 0) {
+		perr(p, "%s file \"%s\" is accessible by group or others "
+		    "(mode %04o); chmod 600 it", what, q,
+		    (unsigned)(st.st_mode & 07777));
+		goto fail;
+	}
+	if (st.st_size > CONF_FILE_MAX) {
+		perr(p, "%s file \"%s\" is larger than %d bytes", what, q,
+		    CONF_FILE_MAX);
+		goto fail;
+	}
+	cap = (size_t)st.st_size + 1;
+	if ((mem = malloc(cap)) == NULL) {
+		perr(p, "%s", strerror(errno));
+		goto fail;
+	}
+	/* A file that shrinks under us is read as it now is; growth is cut. */
+	while (len < (size_t)st.st_size &&
+	    (n = read(fd, mem + len, (size_t)st.st_size - len)) != 0) {
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1) {
+			perr(p, "cannot read %s \"%s\": %s", what, q,
+			    strerror(errno));
+			goto fail;
+		}
+		len += (size_t)n;
+	}
+	close(fd);
+	mem[len] = '\0';
+	*out = mem;
+	*outlen = len;
+	return 0;
+fail:
+	if (fd != -1)
+		close(fd);
+	wipe_free(mem, cap);
+	return -1;
+}
+
+static bool
+contains(const uint8_t *mem, size_t len, const char *needle)
+{
+	return memmem(mem, len, needle, strlen(needle)) != NULL;
+}
+
+static int
+do_certificate(struct parser *p, int argc, char **argv)
+{
+	struct conf *c = p->c;
+	struct conf_keypair *kp;
+	char q[256];
+
+	(void)argc;
+	if (p->cert_line != 0) {
+		p->line = p->cert_line;
+		perr(p, "certificate \"%s\" has no key directive after it",
+		    clean(q, sizeof(q), c->keypairs[c->nkeypairs - 1].cert_path));
+		return -1;
+	}
+	if (c->nkeypairs == CONF_MAX_KEYPAIRS) {
+		perr(p, "too many certificates (at most %d)",
+		    CONF_MAX_KEYPAIRS);
+		return -1;
+	}
+	kp = &c->keypairs[c->nkeypairs];
+	if ((kp->cert_path = strdup(argv[0])) == NULL) {
+		perr(p, "%s", strerror(errno));
+		return -1;
+	}
+	/* Counted now so that conf_free() releases it on any later error. */
+	c->nkeypairs++;
+	if (read_pem(p, "certificate", argv[0], false, &kp->cert,
+	    &kp->cert_len) == -1)
+		return -1;
+	if (!contains(kp->cert, kp->cert_len, "-----BEGIN CERTIFICATE-----")) {
+		perr(p, "certificate \"%s\" is not a PEM certificate (no "
+		    "\"-----BEGIN CERTIFICATE-----\" line)",
+		    clean(q, sizeof(q), argv[0]));
+		return -1;
+	}
+	p->cert_line = p->line;
+	return 0;
+}
+
+static int
+do_key(struct parser *p, int argc, char **argv)
+{
+	struct conf_keypair *kp;
+	char q[256];
+
+	(void)argc;
+	if (p->cert_line == 0) {
+		perr(p, "key: no certificate directive before it");
+		return -1;
+	}
+	kp = &p->c->keypairs[p->c->nkeypairs - 1];
+	if ((kp->key_path = strdup(argv[0])) == NULL) {
+		perr(p, "%s", strerror(errno));
+		return -1;
+	}
+	if (read_pem(p, "key", argv[0], true, &kp->key, &kp->key_len) == -1)
+		return -1;
+	if (!contains(kp->key, kp->key_len, "-----BEGIN") ||
+	    !contains(kp->key, kp->key_len, "PRIVATE KEY-----")) {
+		perr(p, "key \"%s\" is not a PEM private key (no "
+		    "\"-----BEGIN ... PRIVATE KEY-----\" line)",
+		    clean(q, sizeof(q), argv[0]));
+		return -1;
+	}
+	p->cert_line = 0;
+	return 0;
+}
+
+static int
+do_timeout(struct parser *p, int argc, char **argv)
+{
+	static const char *names[] = {
+		"connect", "handshake", "login", "idle", "drain",
+	};
+	double *fields[] = {
+		&p->c->timeout_connect, &p->c->timeout_handshake,
+		&p->c->timeout_login, &p->c->timeout_idle,
+		&p->c->timeout_drain,
+	};
+	char q[128];
+	size_t i;
+
+	(void)argc;
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (strcmp(argv[0], names[i]) == 0)
+			break;
+	if (i == sizeof(names) / sizeof(names[0])) {
+		perr(p, "timeout: unknown timeout \"%s\" (expected connect, "
+		    "handshake, login, idle or drain)",
+		    clean(q, sizeof(q), argv[0]));
+		return -1;
+	}
+	if (conf_parse_duration(argv[1], fields[i]) == -1) {
+		perr(p, "timeout: bad duration \"%s\" (expected a number "
+		    "with an optional s, m or h; more than 0, at most 1 day)",
+		    clean(q, sizeof(q), argv[1]));
+		return -1;
+	}
+	return 0;
+}
+
+/* A whole number directive: keyword N with min <= N <= max. */
+static int
+number(struct parser *p, const char *kw, const char *arg, long min, long max,
+    int *out)
+{
+	char q[128];
+	long v;
+
+	if (parse_uint(arg, min, max, &v) == -1) {
+		perr(p, "%s: \"%s\" is not a number from %ld to %ld", kw,
+		    clean(q, sizeof(q), arg), min, max);
+		return -1;
+	}
+	*out = (int)v;
+	return 0;
+}
+
+static int
+do_max_sessions(struct parser *p, int argc, char **argv)
+{
+	(void)argc;
+	return number(p, "max-sessions", argv[0], 1, 1000000,
+	    &p->c->max_sessions);
+}
+
+static int
+do_max_auth_errors(struct parser *p, int argc, char **argv)
+{
+	(void)argc;
+	return number(p, "max-auth-errors", argv[0], 1, 100,
+	    &p->c->max_auth_errors);
+}
+
+static int
+do_sasl_line_max(struct parser *p, int argc, char **argv)
+{
+	(void)argc;
+	return number(p, "sasl-line-max", argv[0], 256, 65536,
+	    &p->c->sasl_line_max);
+}
+
+static int
+do_require_tls(struct parser *p, int argc, char **argv)
+{
+	char q[128];
+
+	(void)argc;
+	if (strcmp(argv[0], "yes") == 0)
+		p->c->require_tls = true;
+	else if (strcmp(argv[0], "no") == 0)
+		p->c->require_tls = false;
+	else {
+		perr(p, "require-tls: expected \"yes\" or \"no\", not \"%s\"",
+		    clean(q, sizeof(q), argv[0]));
+		return -1;
+	}
+	return 0;
+}
+
+/* Keep the first prefix bits of a (len bytes), zero the rest. */
+static void
+clear_host_bits(uint8_t *a, size_t len, int prefix)
+{
+	size_t i;
+
+	for (i = 0; i < len; i++, prefix -= 8) {
+		if (prefix >= 8)
+			continue;
+		a[i] &= prefix <= 0 ? 0 : (uint8_t)(0xff00 >> prefix);
+	}
+}
+
+/* parse_cidr: "a.b.c.d[/n]" or "v6[/n]"; bare means a single host. */
+static int
+parse_cidr(const char *s, struct conf_cidr *net)
+{
+	char addr[INET6_ADDRSTRLEN];
+	const char *slash;
+	size_t n;
+	long prefix;
+	int max;
+
+	slash = strchr(s, '/');
+	n = slash != NULL ? (size_t)(slash - s) : strlen(s);
+	if (n == 0 || n >= sizeof(addr))
+		return -1;
+	memcpy(addr, s, n);
+	addr[n] = '\0';
+	memset(net, 0, sizeof(*net));
+	net->family = strchr(addr, ':') != NULL ? AF_INET6 : AF_INET;
+	if (inet_pton(net->family, addr, net->addr) != 1)
+		return -1;
+	max = net->family == AF_INET6 ? 128 : 32;
+	prefix = max;
+	if (slash != NULL && parse_uint(slash + 1, 0, max, &prefix) == -1)
+		return -1;
+	net->prefix = (int)prefix;
+	clear_host_bits(net->addr, (size_t)max / 8, net->prefix);
+	return 0;
+}
+
+static int
+do_plaintext_allow(struct parser *p, int argc, char **argv)
+{
+	struct conf *c = p->c;
+	char q[128];
+	int i;
+
+	for (i = 0; i < argc; i++) {
+		if (c->nplaintext_allow == CONF_MAX_CIDR) {
+			perr(p, "plaintext-allow: too many networks (at most "
+			    "%d)", CONF_MAX_CIDR);
+			return -1;
+		}
+		if (parse_cidr(argv[i],
+		    &c->plaintext_allow[c->nplaintext_allow]) == -1) {
+			perr(p, "plaintext-allow: bad network \"%s\" (expected "
+			    "e.g. 127.0.0.0/8, ::1 or fe80::/10)",
+			    clean(q, sizeof(q), argv[i]));
+			return -1;
+		}
+		c->nplaintext_allow++;
+	}
+	return 0;
+}
+
+/* A string that may be given once. */
+static int
+string_once(struct parser *p, const char *kw, const char *arg, char **out)
+{
+	if (*out != NULL) {
+		perr(p, "%s: given more than once", kw);
+		return -1;
+	}
+	if (*arg == '\0') {
+		perr(p, "%s: must not be empty", kw);
+		return -1;
+	}
+	if ((*out = strdup(arg)) == NULL) {
+		perr(p, "%s", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static int
+do_user(struct parser *p, int argc, char **argv)
+{
+	(void)argc;
+	return string_once(p, "user", argv[0], &p->c->user);
+}
+
+static int
+do_group(struct parser *p, int argc, char **argv)
+{
+	(void)argc;
+	return string_once(p, "group", argv[0], &p->c->group);
+}
+
+static int
+do_chroot(struct parser *p, int argc, char **argv)
+{
+	(void)argc;
+	return string_once(p, "chroot", argv[0], &p->c->chroot_dir);
+}
+
+static const struct directive directives[] = {
+	{ "listen", 2, 2, "listen pop3s|pop3 ADDRESS:PORT", do_listen },
+	{ "backend", 1, 1, "backend HOST:PORT|unix:/PATH", do_backend },
+	{ "certificate", 1, 1, "certificate PATH", do_certificate },
+	{ "key", 1, 1, "key PATH", do_key },
+	{ "timeout", 2, 2,
+	    "timeout connect|handshake|login|idle|drain DURATION",
+	    do_timeout },
+	{ "max-sessions", 1, 1, "max-sessions N", do_max_sessions },
+	{ "require-tls", 1, 1, "require-tls yes|no", do_require_tls },
+	{ "plaintext-allow", 1, CONF_MAX_CIDR, "plaintext-allow CIDR...",
+	    do_plaintext_allow },
+	{ "max-auth-errors", 1, 1, "max-auth-errors N", do_max_auth_errors },
+	{ "sasl-line-max", 1, 1, "sasl-line-max N", do_sasl_line_max },
+	{ "user", 1, 1, "user NAME", do_user },
+	{ "group", 1, 1, "group NAME", do_group },
+	{ "chroot", 1, 1, "chroot DIR", do_chroot },
+};
+
+/*
+ * tokenize: split line in place into *argc words. Words are separated by
+ * spaces and tabs; '#' outside quotes ends the line; "..." quotes, with
+ * \" and \\ as the only escapes (any other backslash is kept as is).
+ */
+static int
+tokenize(struct parser *p, char *line, char **argv, int *argc)
+{
+	char *r = line, *w, ch;
+	int n = 0;
+
+	for (;;) {
+		while (*r == ' ' || *r == '\t')
+			r++;
+		if (*r == '\0' || *r == '#')
+			break;
+		if (n == CONF_ARGS_MAX) {
+			perr(p, "too many arguments (at most %d)",
+			    CONF_ARGS_MAX - 1);
+			return -1;
+		}
+		argv[n++] = w = r;
+		while (*r != '\0' && *r != ' ' && *r != '\t' && *r != '#') {
+			if (*r != '"') {
+				*w++ = *r++;
+				continue;
+			}
+			for (r++; *r != '"'; *w++ = *r++) {
+				if (*r == '\0') {
+					perr(p, "unterminated quoted string");
+					return -1;
+				}
+				if (*r == '\\' && (r[1] == '"' || r[1] == '\\'))
+					r++;
+			}
+			r++;
+		}
+		/* w may equal r: remember the separator before ending the word. */
+		ch = *r;
+		*w = '\0';
+		if (ch == '\0' || ch == '#')
+			break;
+		r++;
+	}
+	*argc = n;
+	return 0;
+}
+
+static int
+parse_line(struct parser *p, char *line)
+{
+	const struct directive *d;
+	char *argv[CONF_ARGS_MAX];
+	char q[64];
+	int argc;
+	size_t i;
+
+	if (tokenize(p, line, argv, &argc) == -1)
+		return -1;
+	if (argc == 0)
+		return 0;
+	for (i = 0; i < sizeof(directives) / sizeof(directives[0]); i++) {
+		d = &directives[i];
+		if (strcmp(argv[0], d->name) != 0)
+			continue;
+		if (argc - 1 < d->minargs || argc - 1 > d->maxargs) {
+			perr(p, "%s: expected \"%s\"", d->name, d->usage);
+			return -1;
+		}
+		return d->handler(p, argc - 1, argv + 1);
+	}
+	perr(p, "unknown keyword \"%s\"", clean(q, sizeof(q), argv[0]));
+	return -1;
+}
+
+/*
+ * read_line: the next line of fp into buf (CONF_LINE_MAX + 2 bytes),
+ * without its "\n" or "\r\n". Returns 1 for a line, 0 at end of file,
+ * -1 on error. Overlong lines are refused rather than read in full, so a
+ * hostile file cannot make us allocate.
+ */
+static int
+read_line(struct parser *p, FILE *fp, char *buf)
+{
+	size_t len = 0;
+	int ch;
+
+	while ((ch = getc(fp)) != EOF && ch != '\n') {
+		if (ch == '\0') {
+			perr(p, "NUL byte in line");
+			return -1;
+		}
+		/* One byte of slack for a '\r' that the '\n' will excuse. */
+		if (len == CONF_LINE_MAX + 1) {
+			perr(p, "line too long (more than %d bytes)",
+			    CONF_LINE_MAX);
+			return -1;
+		}
+		buf[len++] = (char)ch;
+	}
+	if (ch == EOF && ferror(fp)) {
+		p->line = 0;
+		perr(p, "%s", strerror(errno));
+		return -1;
+	}
+	if (ch == EOF && len == 0)
+		return 0;
+	if (len > 0 && buf[len - 1] == '\r')
+		len--;
+	if (len > CONF_LINE_MAX) {
+		perr(p, "line too long (more than %d bytes)", CONF_LINE_MAX);
+		return -1;
+	}
+	buf[len] = '\0';
+	return 1;
+}
+
+static int
+parse_file(struct parser *p, FILE *fp)
+{
+	char line[CONF_LINE_MAX + 2];
+	int rv;
+
+	for (;;) {
+		p->line++;
+		if ((rv = read_line(p, fp, line)) <= 0)
+			return rv;
+		if (parse_line(p, line) == -1)
+			return -1;
+	}
+}
+
+/* Checks that need the whole file. */
+static int
+check_complete(struct parser *p)
+{
+	struct conf *c = p->c;
+	char q[256];
+
+	if (p->cert_line != 0) {
+		p->line = p->cert_line;
+		perr(p, "certificate \"%s\" has no key directive after it",
+		    clean(q, sizeof(q), c->keypairs[c->nkeypairs - 1].cert_path));
+		return -1;
+	}
+	p->line = 0;
+	if (c->nlistens == 0)
+		perr(p, "no listen directive");
+	else if (!c->have_backend)
+		perr(p, "no backend directive");
+	else if (c->nkeypairs == 0)
+		perr(p, "no certificate configured");
+	else
+		return 0;
+	return -1;
+}
+
+/* Treats c as raw memory: everything not defaulted is zero or NULL. */
+void
+conf_defaults(struct conf *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->timeout_connect = 10;
+	c->timeout_handshake = 30;
+	c->timeout_login = 600;
+	c->timeout_idle = 600;
+	c->timeout_drain = 30;
+	c->max_sessions = 1000;
+	c->require_tls = true;
+	c->max_auth_errors = 3;
+	c->sasl_line_max = 8192;
+}
+
+struct conf *
+conf_load(const char *path, char *err, size_t errsz)
+{
+	struct parser p;
+	struct conf *c = NULL;
+	FILE *fp = NULL;
+
+	memset(&p, 0, sizeof(p));
+	p.path = path;
+	p.err = err;
+	p.errsz = errsz;
+	if (err != NULL && errsz > 0)
+		err[0] = '\0';
+	if ((c = malloc(sizeof(*c))) == NULL) {
+		perr(&p, "%s", strerror(errno));
+		goto fail;
+	}
+	conf_defaults(c);
+	c->refs = 1;
+	p.c = c;
+	if ((c->path = strdup(path)) == NULL) {
+		perr(&p, "%s", strerror(errno));
+		goto fail;
+	}
+	if ((fp = fopen(path, "re")) == NULL) {
+		perr(&p, "%s", strerror(errno));
+		goto fail;
+	}
+	if (parse_file(&p, fp) == -1 || check_complete(&p) == -1)
+		goto fail;
+	fclose(fp);
+	return c;
+fail:
+	if (fp != NULL)
+		fclose(fp);
+	conf_free(c);
+	return NULL;
+}
+
+void
+conf_free(struct conf *c)
+{
+	struct conf_keypair *kp;
+	int i;
+
+	if (c == NULL)
+		return;
+	for (i = 0; i < c->nkeypairs; i++) {
+		kp = &c->keypairs[i];
+		free(kp->cert_path);
+		free(kp->key_path);
+		free(kp->cert);
+		wipe_free(kp->key, kp->key_len);
+	}
+	free(c->path);
+	free(c->user);
+	free(c->group);
+	free(c->chroot_dir);
+	explicit_bzero(c, sizeof(*c));
+	free(c);
+}
+
+/* Do the first prefix bits of a and b agree? */
+static bool
+prefix_equal(const uint8_t *a, const uint8_t *b, int prefix)
+{
+	int bytes = prefix / 8, bits = prefix % 8;
+	uint8_t mask;
+
+	if (memcmp(a, b, (size_t)bytes) != 0)
+		return false;
+	if (bits == 0)
+		return true;
+	mask = (uint8_t)(0xff00 >> bits);
+	return (a[bytes] & mask) == (b[bytes] & mask);
+}
+
+static bool
+match_family(const struct conf_cidr *nets, int n, int family,
+    const uint8_t *addr)
+{
+	int i;
+
+	for (i = 0; i < n; i++)
+		if (nets[i].family == family &&
+		    prefix_equal(nets[i].addr, addr, nets[i].prefix))
+			return true;
+	return false;
+}
+
+bool
+conf_cidr_match(const struct conf_cidr *nets, int n,
+    const struct sockaddr *sa)
+{
+	struct sockaddr_in sin;
+	struct sockaddr_in6 sin6;
+
+	if (sa == NULL)
+		return false;
+	/* Copied out: sa need not be aligned for the specific type. */
+	if (sa->sa_family == AF_INET) {
+		memcpy(&sin, sa, sizeof(sin));
+		return match_family(nets, n, AF_INET,
+		    (const uint8_t *)&sin.sin_addr);
+	}
+	if (sa->sa_family != AF_INET6)
+		return false;
+	memcpy(&sin6, sa, sizeof(sin6));
+	if (match_family(nets, n, AF_INET6, sin6.sin6_addr.s6_addr))
+		return true;
+	/* A dual-stack socket shows IPv4 peers as ::ffff:a.b.c.d. */
+	return IN6_IS_ADDR_V4MAPPED(&sin6.sin6_addr) &&
+	    match_family(nets, n, AF_INET, sin6.sin6_addr.s6_addr + 12);
+}

@@ -1,0 +1,135 @@
+/*
+ * conf.h — the parsed configuration (see popsd.conf.5).
+ *
+ * conf_load() turns a file into an immutable struct conf: every address
+ * resolved, every certificate and key read into memory, every error
+ * reported as "file:line: what is wrong". The running daemon swaps whole
+ * conf objects on reload; nothing edits one after it is loaded.
+ */
+#ifndef POPSD_CONF_H
+#define POPSD_CONF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#define CONF_MAX_LISTEN		16
+#define CONF_MAX_KEYPAIRS	16
+#define CONF_MAX_CIDR		64
+#define CONF_MAX_BACKEND_ADDRS	8
+
+enum listen_kind {
+	LISTEN_POP3S,		/* implicit TLS (RFC 8314), port 995 */
+	LISTEN_POP3,		/* plaintext with STLS (RFC 2595), port 110 */
+};
+
+/* listen_kind_name: "pop3s" or "pop3". */
+const char *listen_kind_name(enum listen_kind kind);
+
+struct conf_listen {
+	enum listen_kind	kind;
+	struct sockaddr_storage	addr;	/* "*" is [::] dual-stack */
+	socklen_t		addrlen;
+	bool			wildcard; /* written as "*": may fall back to 0.0.0.0 */
+	char			text[80]; /* as written, for logs */
+	int			line;
+};
+
+enum backend_kind {
+	BACKEND_TCP,
+	BACKEND_UNIX,
+};
+
+struct conf_backend {
+	enum backend_kind	kind;
+	/* BACKEND_TCP: every address HOST resolved to, tried in order. */
+	struct sockaddr_storage	addrs[CONF_MAX_BACKEND_ADDRS];
+	socklen_t		addrlens[CONF_MAX_BACKEND_ADDRS];
+	int			naddrs;
+	/* BACKEND_UNIX: sockaddr_un in addrs[0]. */
+	char			text[128]; /* as written, for logs */
+};
+
+struct conf_keypair {
+	char	*cert_path;
+	char	*key_path;
+	uint8_t	*cert;		/* PEM bytes, read at load time */
+	size_t	 cert_len;
+	uint8_t	*key;		/* PEM bytes; wiped with explicit_bzero on free */
+	size_t	 key_len;
+};
+
+struct conf_cidr {
+	int	family;		/* AF_INET or AF_INET6 */
+	uint8_t	addr[16];	/* network address, host bits cleared */
+	int	prefix;		/* 0..32 or 0..128 */
+};
+
+struct conf {
+	char			*path;
+	int			 refs;	/* owners: the daemon and each session
+					 * started under it; see conf_ref() */
+
+	struct conf_listen	listens[CONF_MAX_LISTEN];
+	int			nlistens;
+
+	struct conf_backend	backend;
+	bool			have_backend;
+
+	struct conf_keypair	keypairs[CONF_MAX_KEYPAIRS]; /* [0] is the default */
+	int			nkeypairs;
+
+	/* Timeouts, in seconds. */
+	double	timeout_connect;	/* backend connect: default 10 */
+	double	timeout_handshake;	/* TLS handshake: default 30 */
+	double	timeout_login;		/* idle before login: default 600 */
+	double	timeout_idle;		/* idle after login: default 600 (RFC 1939 §3: >= 10 min) */
+	double	timeout_drain;		/* finishing after EOF or SIGTERM: default 30 */
+
+	int	max_sessions;		/* default 1000 */
+
+	/* Authorization-phase policy (STLS issue). */
+	bool			require_tls;	/* default true */
+	struct conf_cidr	plaintext_allow[CONF_MAX_CIDR];
+	int			nplaintext_allow;
+	int			max_auth_errors;	/* default 3 */
+	int			sasl_line_max;		/* default 8192 */
+
+	/* Privilege drop (systemd issue); NULL when not set. */
+	char	*user;
+	char	*group;
+	char	*chroot_dir;
+};
+
+/* conf_defaults: fill c with the documented defaults and nothing else. */
+void conf_defaults(struct conf *c);
+
+/*
+ * conf_load: parse the file at path into a newly allocated conf (refs 1).
+ * On success returns it; on failure returns NULL and writes one message
+ * ("path:line: what is wrong", or "path: ..." for whole-file problems such
+ * as a missing backend) into err (size errsz). Never exits, never crashes
+ * on any input. Checks: keywords, argument counts, addresses, that
+ * certificate and key files are readable, and that each key file is not
+ * accessible to group or others. The caller owns the result (conf_free).
+ */
+struct conf *conf_load(const char *path, char *err, size_t errsz);
+
+/* conf_free: free c and everything it owns, wiping key material. NULL ok. */
+void conf_free(struct conf *c);
+
+/* conf_ref / conf_unref: a session keeps the conf it started with alive
+ * across reloads; the last conf_unref frees it. conf_load returns refs=1. */
+static inline struct conf *conf_ref(struct conf *c) { c->refs++; return c; }
+static inline void conf_unref(struct conf *c) { if (c != NULL && --c->refs == 0) conf_free(c); }
+
+/* conf_cidr_match: does the address sa belong to any of n networks?
+ * IPv4-mapped IPv6 addresses match IPv4 networks. */
+bool conf_cidr_match(const struct conf_cidr *nets, int n,
+    const struct sockaddr *sa);
+
+/* conf_parse_duration: "30", "30s", "10m", "1h" → seconds in *out; 0 or -1. */
+int conf_parse_duration(const char *s, double *out);
+
+#endif

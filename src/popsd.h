@@ -1,0 +1,44 @@
+/*
+ * popsd.h — the daemon's shared state: one instance, owned by main.c.
+ *
+ * Sessions and listeners hold a pointer to it. The configuration and the
+ * TLS server context are swapped as a whole on reload; a session keeps
+ * what it started with (libtls connection contexts hold their own
+ * references), so a reload never disturbs sessions in flight.
+ */
+#ifndef POPSD_POPSD_H
+#define POPSD_POPSD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+
+#include <ev.h>
+
+struct conf;
+struct tls_server;
+struct session;
+struct listener;
+
+TAILQ_HEAD(session_list, session);
+
+struct popsd {
+	struct ev_loop		*loop;
+	struct conf		*conf;		/* current configuration */
+	struct tls_server	*tls_server;	/* current server context */
+	struct session_list	 sessions;
+	unsigned		 nsessions;
+	uint64_t		 next_session_id;
+	struct listener		**listeners;
+	int			 nlisteners;
+	bool			 accept_paused;	/* EMFILE/ENFILE back-off */
+	ev_timer		 accept_resume;
+	bool			 draining;	/* SIGTERM: no new sessions */
+	ev_timer		 drain_timer;
+};
+
+/* popsd_session_closed: a session ended; lets main finish a drain and
+ * listeners resume after a pause. Called by session_close() only. */
+void	popsd_session_closed(struct popsd *d);
+
+#endif

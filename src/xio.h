@@ -1,0 +1,51 @@
+/*
+ * xio.h — one I/O result type for plaintext sockets and libtls contexts.
+ *
+ * The session code never sees EAGAIN or TLS_WANT_POLLIN/POLLOUT directly:
+ * every call returns bytes, XIO_EOF, XIO_ERR, or which readiness it needs
+ * before it can be repeated (XIO_WANT_READ/XIO_WANT_WRITE). A TLS read may
+ * need writability and a TLS write may need readability; callers must arm
+ * their watcher for exactly what was asked.
+ */
+#ifndef POPSD_XIO_H
+#define POPSD_XIO_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+struct tls;
+
+#define XIO_EOF		  0
+#define XIO_ERR		(-1)
+#define XIO_WANT_READ	(-2)	/* same values as TLS_WANT_POLLIN/POLLOUT */
+#define XIO_WANT_WRITE	(-3)
+
+struct xio {
+	int		 fd;		/* -1 when closed */
+	struct tls	*tls;		/* NULL for plaintext */
+	char		 err[160];	/* why the last call returned XIO_ERR */
+};
+
+/* xio_init: plaintext endpoint on fd (already non-blocking). */
+void	xio_init(struct xio *x, int fd);
+
+/* xio_read: up to len bytes into p. Returns > 0, XIO_EOF, XIO_ERR or a
+ * XIO_WANT_*. A TLS peer that vanishes without close_notify is XIO_EOF for
+ * POP3's purposes (the POP3 layer has its own terminator), noted in err. */
+ssize_t	xio_read(struct xio *x, void *p, size_t len);
+
+/* xio_write: up to len (> 0) bytes from p. Returns > 0 (possibly short),
+ * XIO_ERR or a XIO_WANT_*. Retry a wanted write with the same bytes. */
+ssize_t	xio_write(struct xio *x, const void *p, size_t len);
+
+/* xio_handshake: drive the TLS handshake: 0 done, XIO_ERR, XIO_WANT_*. */
+int	xio_handshake(struct xio *x);
+
+/* xio_shutdown: no more writes toward the peer: TLS close_notify (may need
+ * to be repeated on XIO_WANT_*), then shutdown(SHUT_WR). 0 when done. */
+int	xio_shutdown(struct xio *x);
+
+/* xio_close: free the TLS context (if any) and close the fd. Idempotent. */
+void	xio_close(struct xio *x);
+
+#endif

@@ -1,0 +1,274 @@
+/*
+ * test_buf.c — src/buf.c: the capacity is a hard bound, appends are all
+ * or nothing, wptr/commit/consume compact when the tail is used up, and
+ * a drained buffer holds no memory.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <string.h>
+
+#include "buf.h"
+
+static int
+teardown(void **state)
+{
+	(void)state;
+	buf_pool_trim();
+	return 0;
+}
+
+/* contents: the unread bytes must be exactly s. */
+static void
+contents(const struct buf *b, const char *s)
+{
+	const uint8_t *p;
+	size_t n;
+
+	/* The invariant every operation keeps: data lies inside the memory. */
+	assert_true(b->off + b->len <= b->cap);
+	p = buf_rptr(b, &n);
+	assert_int_equal(n, strlen(s));
+	assert_int_equal(buf_len(b), strlen(s));
+	if (n > 0)
+		assert_memory_equal(p, s, n);
+	else
+		assert_null(p);
+}
+
+static void
+test_init_empty(void **state)
+{
+	struct buf b;
+	size_t n = 99;
+
+	(void)state;
+	buf_init(&b, 16);
+	assert_null(b.mem);
+	assert_true(buf_empty(&b));
+	assert_false(buf_full(&b));
+	assert_int_equal(buf_space(&b), 16);
+	assert_null(buf_rptr(&b, &n));
+	assert_int_equal(n, 0);
+	assert_int_equal(buf_find_lf(&b), -1);
+	/* Nothing to append allocates nothing. */
+	assert_int_equal(buf_append(&b, "", 0), 0);
+	assert_null(b.mem);
+	buf_free(&b);
+	assert_null(b.mem);
+}
+
+static void
+test_capacity_bound(void **state)
+{
+	struct buf b;
+	size_t avail;
+
+	(void)state;
+	buf_init(&b, 8);
+	assert_int_equal(buf_append(&b, "12345678", 8), 0);
+	assert_true(buf_full(&b));
+	assert_int_equal(buf_space(&b), 0);
+	assert_int_equal(buf_append(&b, "9", 1), -1);
+	assert_null(buf_wptr(&b, &avail));
+	assert_int_equal(avail, 0);
+	contents(&b, "12345678");
+	buf_free(&b);
+	assert_null(b.mem);
+	assert_true(buf_empty(&b));
+
+	/* More than the capacity at once is refused outright. */
+	assert_int_equal(buf_append(&b, "123456789", 9), -1);
+	assert_true(buf_empty(&b));
+}
+
+static void
+test_all_or_nothing(void **state)
+{
+	struct buf b;
+
+	(void)state;
+	buf_init(&b, 10);
+	assert_int_equal(buf_append(&b, "abcdef", 6), 0);
+	/* 5 does not fit in 4: nothing of it lands. */
+	assert_int_equal(buf_append(&b, "ghijk", 5), -1);
+	contents(&b, "abcdef");
+	assert_int_equal(buf_append(&b, "ghij", 4), 0);
+	contents(&b, "abcdefghij");
+	buf_free(&b);
+}
+
+/* Free space split between head and tail is joined by compaction. */
+static void
+test_append_compacts(void **state)
+{
+	struct buf b;
+
+	(void)state;
+	buf_init(&b, 10);
+	assert_int_equal(buf_append(&b, "0123456789", 10), 0);
+	buf_consume(&b, 7);
+	contents(&b, "789");
+	assert_int_equal(buf_append(&b, "abcdefg", 7), 0);
+	contents(&b, "789abcdefg");
+	assert_true(buf_full(&b));
+	assert_int_equal(b.off, 0);
+	buf_free(&b);
+
+	/* Tail not used up (2 left) but too short for 5: still fits. */
+	assert_int_equal(buf_append(&b, "01234567", 8), 0);
+	buf_consume(&b, 6);
+	assert_int_equal(buf_append(&b, "abcde", 5), 0);
+	contents(&b, "67abcde");
+	buf_free(&b);
+}
+
+static void
+test_wptr_commit_consume(void **state)
+{
+	struct buf b;
+	uint8_t *w;
+	size_t avail;
+
+	(void)state;
+	buf_init(&b, 8);
+	w = buf_wptr(&b, &avail);
+	assert_non_null(w);
+	assert_non_null(b.mem);
+	assert_int_equal(avail, 8);
+	memcpy(w, "hello", 5);
+	buf_commit(&b, 5);
+	contents(&b, "hello");
+
+	w = buf_wptr(&b, &avail);
+	assert_int_equal(avail, 3);
+	memcpy(w, "abc", 3);
+	buf_commit(&b, 3);
+	assert_true(buf_full(&b));
+	assert_null(buf_wptr(&b, &avail));
+	assert_int_equal(avail, 0);
+
+	/* The tail is used up: wptr must compact to offer the head. */
+	buf_consume(&b, 6);
+	contents(&b, "bc");
+	w = buf_wptr(&b, &avail);
+	assert_non_null(w);
+	assert_int_equal(avail, 6);
+	assert_ptr_equal(w, b.mem + 2);
+	contents(&b, "bc");
+	memcpy(w, "defghi", 6);
+	buf_commit(&b, 6);
+	contents(&b, "bcdefghi");
+
+	/* A partial write commits only what was written. */
+	buf_consume(&b, 8);
+	w = buf_wptr(&b, &avail);
+	assert_int_equal(avail, 8);
+	memcpy(w, "xy", 2);
+	buf_commit(&b, 2);
+	contents(&b, "xy");
+	buf_free(&b);
+}
+
+static void
+test_drained_releases_memory(void **state)
+{
+	struct buf b;
+
+	(void)state;
+	buf_init(&b, 32);
+	assert_int_equal(buf_append(&b, "abc", 3), 0);
+	assert_non_null(b.mem);
+	buf_consume(&b, 1);
+	assert_non_null(b.mem);
+	buf_consume(&b, 2);
+	assert_null(b.mem);
+	assert_true(buf_empty(&b));
+	assert_int_equal(b.off, 0);
+
+	/* Refilling works, from offset 0, after memory was given back. */
+	assert_int_equal(buf_append(&b, "de", 2), 0);
+	contents(&b, "de");
+	assert_int_equal(b.off, 0);
+	buf_consume(&b, 2);
+	assert_null(b.mem);
+
+	/* A second capacity is not pooled but behaves the same. */
+	buf_init(&b, 7);
+	assert_int_equal(buf_append(&b, "1234567", 7), 0);
+	buf_consume(&b, 7);
+	assert_null(b.mem);
+}
+
+static void
+test_find_lf(void **state)
+{
+	struct buf b;
+
+	(void)state;
+	buf_init(&b, 16);
+	assert_int_equal(buf_append(&b, "USER x", 6), 0);
+	assert_int_equal(buf_find_lf(&b), -1);
+	assert_int_equal(buf_append(&b, "\r\nPASS", 6), 0);
+	assert_int_equal(buf_find_lf(&b), 7);
+	/* Offsets are relative to the unread data, not to the memory. */
+	buf_consume(&b, 8);
+	contents(&b, "PASS");
+	assert_int_equal(buf_find_lf(&b), -1);
+	assert_int_equal(buf_append(&b, " y\n", 3), 0);
+	assert_int_equal(buf_find_lf(&b), 6);
+	assert_int_equal(buf_append(&b, "\n", 1), 0);
+	assert_int_equal(buf_find_lf(&b), 6);
+	buf_consume(&b, 7);
+	assert_int_equal(buf_find_lf(&b), 0);
+	buf_consume(&b, 1);
+	assert_int_equal(buf_find_lf(&b), -1);
+	buf_free(&b);
+}
+
+static void
+test_appendf(void **state)
+{
+	char big[2000];
+	struct buf b;
+
+	(void)state;
+	buf_init(&b, 16);
+	assert_int_equal(buf_appendf(&b, "+OK %d %s\r\n", 2, "ab"), 0);
+	contents(&b, "+OK 2 ab\r\n");
+	/* 7 more do not fit in 6: all or nothing. */
+	assert_int_equal(buf_appendf(&b, "%s", "1234567"), -1);
+	contents(&b, "+OK 2 ab\r\n");
+	assert_int_equal(buf_appendf(&b, "%06d", 42), 0);
+	contents(&b, "+OK 2 ab\r\n000042");
+	assert_int_equal(buf_appendf(&b, "%s", ""), 0);
+	buf_free(&b);
+
+	/* Output past the formatting limit is refused, not cut short. */
+	buf_init(&b, 4096);
+	memset(big, 'x', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	assert_int_equal(buf_appendf(&b, "%s", big), -1);
+	assert_true(buf_empty(&b));
+	buf_free(&b);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_init_empty),
+		cmocka_unit_test(test_capacity_bound),
+		cmocka_unit_test(test_all_or_nothing),
+		cmocka_unit_test(test_append_compacts),
+		cmocka_unit_test(test_wptr_commit_consume),
+		cmocka_unit_test(test_drained_releases_memory),
+		cmocka_unit_test(test_find_lf),
+		cmocka_unit_test(test_appendf),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, teardown);
+}
