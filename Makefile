@@ -29,8 +29,9 @@ UNIT_BINS = $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
 all: popsd
 
+# Copy then rename: a running ./popsd would make a plain cp fail with ETXTBSY.
 popsd: $(BUILD)/popsd
-	cp $(BUILD)/popsd $@
+	cp $(BUILD)/popsd $@.tmp && mv -f $@.tmp $@
 
 $(BUILD)/popsd: $(OBJS)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(OBJS) $(LDLIBS)
@@ -44,8 +45,9 @@ $(BUILD):
 $(BUILD)/tests/%: tests/unit/%.c $(LIBOBJS) $(wildcard src/*.h) | $(BUILD)
 	$(CC) $(CPPFLAGS) -Isrc $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIBOBJS) $(LDLIBS) -lcmocka
 
+# Run every unit test program, then fail if any failed.
 unit: $(UNIT_BINS)
-	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
+	@fail=0; for t in $(UNIT_BINS); do echo "== $$t"; $$t || fail=1; done; exit $$fail
 
 deps:
 	@sh tests/install-deps.sh
@@ -66,3 +68,6 @@ clean:
 	rm -rf $(BUILD) build-* popsd
 
 .PHONY: all unit deps check run install clean
+
+# Further tiers: fuzzing, sanitizers/robustness, benchmark.
+-include tests/fuzz/fuzz.mk tests/robustness.mk tests/bench/bench.mk

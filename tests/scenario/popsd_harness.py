@@ -1,0 +1,496 @@
+"""popsd_harness — processes and clients for popsd's scenario tests.
+
+Everything here talks to loopback only, stops what it starts by PID, and
+waits by polling with a deadline: nothing sleeps to synchronise.
+"""
+
+import contextlib
+import ctypes
+import hashlib
+import os
+import re
+import signal
+import socket
+import ssl
+import subprocess
+import threading
+import time
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+DOVECOT_UP = os.path.join(REPO, "tests", "lib", "dovecot-up.sh")
+MKCERT = os.path.join(REPO, "certs", "mkcert.sh")
+
+# Keys every session summary line must carry.
+SESSION_KEYS = ("session", "client", "port", "listener", "tls", "cipher",
+                "from_client", "to_client", "duration", "reason")
+
+
+class Timeout(AssertionError):
+    pass
+
+
+def wait_until(pred, timeout, what, interval=0.02):
+    """Poll pred() until it returns something true; return that value.
+    Raises Timeout (an AssertionError) naming `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() >= deadline:
+            raise Timeout(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)    # poll interval, not synchronisation
+
+
+def popsd_binary():
+    """The popsd to test: $POPSD, else the newer of ./popsd and build/popsd
+    (make links build/popsd, then copies it to ./popsd; the copy can fail
+    while an old ./popsd is running)."""
+    env = os.environ.get("POPSD")
+    if env:
+        return os.path.abspath(env)
+    found = [p for p in (os.path.join(REPO, "popsd"), os.path.join(REPO, "build", "popsd"))
+             if os.access(p, os.X_OK)]
+    return max(found, key=lambda p: os.stat(p).st_mtime) if found else None
+
+
+def become_subreaper():
+    """Make this process the reaper of orphaned descendants (Dovecot is
+    started by a script that exits), so we can waitpid() them."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+    except OSError:
+        pass
+
+
+def pid_alive(pid):
+    """True while pid exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def reap(pid):
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def stop_pid(pid, timeout=10):
+    """SIGTERM pid, wait for it to go; SIGKILL after timeout. Returns True
+    if it went on SIGTERM alone."""
+    if not pid_alive(pid):
+        reap(pid)
+        return True
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        reap(pid)
+        if not pid_alive(pid):
+            return True
+        time.sleep(0.02)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: (reap(pid), not pid_alive(pid))[1], 10, f"pid {pid} to die")
+    return False
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def refused_port():
+    """A port on 127.0.0.1 where nothing listens (connect is refused)."""
+    while True:
+        port = free_port()
+        with socket.socket() as s:
+            s.settimeout(2)
+            if s.connect_ex(("127.0.0.1", port)) != 0:
+                return port
+
+
+def listening(port):
+    """Is a TCP socket listening on 127.0.0.1:port? Read from /proc, so
+    that asking opens no connection (which popsd would log as a session)."""
+    want = f":{port:04X}"
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError), open(table) as f:
+            for line in f.readlines()[1:]:
+                fields = line.split()
+                if fields[1].endswith(want) and fields[3] == "0A":
+                    return True
+    return False
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for pid {pid}")
+
+
+# --------------------------------------------------------------------------
+# Certificates and Dovecot: thin wrappers over the shell implementations.
+
+class Certs:
+    def __init__(self, directory, rsa=False):
+        self.dir = directory
+        cmd = ["sh", MKCERT] + (["-r"] if rsa else []) + [directory]
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, timeout=60)
+        self.ca = os.path.join(directory, "ca.pem")
+        self.cert = os.path.join(directory, "cert.pem")
+        self.key = os.path.join(directory, "key.pem")
+
+    def client_context(self):
+        ctx = ssl.create_default_context(cafile=self.ca)
+        return ctx
+
+
+class Dovecot:
+    """A private Dovecot started by tests/lib/dovecot-up.sh."""
+
+    def __init__(self, directory, users):
+        self.dir = directory
+        self.port = free_port()
+        out = subprocess.run(["sh", DOVECOT_UP, directory, str(self.port)] + users,
+                             check=True, stdout=subprocess.PIPE, timeout=60,
+                             text=True).stdout
+        self.pid = int(out.strip().splitlines()[-1])
+        env = {}
+        with open(os.path.join(directory, "dovecot.env")) as f:
+            for line in f:
+                k, _, v = line.strip().partition("=")
+                env[k] = v
+        self.log = env["DOVECOT_LOG"]
+        self.uid = int(env["MAIL_UID"])
+        self.gid = int(env["MAIL_GID"])
+        self.home = env["MAIL_HOME"]
+
+    def add_message(self, user, name, writer):
+        """Deliver a message to user's Maildir/new: writer(fileobj) writes
+        it. The file appears atomically (written in tmp/, then renamed)."""
+        md = os.path.join(self.home, user, "Maildir")
+        tmp = os.path.join(md, "tmp", name)
+        with open(tmp, "wb") as f:
+            writer(f)
+        os.chown(tmp, self.uid, self.gid)
+        os.rename(tmp, os.path.join(md, "new", name))
+
+    def stop(self):
+        stop_pid(self.pid)
+
+    def log_tail(self, n=40):
+        with contextlib.suppress(OSError), open(self.log, errors="replace") as f:
+            # Inotify-limit warnings come by the hundred under load: noise.
+            return "".join([l for l in f if "Inotify instance limit" not in l][-n:])
+        return ""
+
+
+def write_big_message(f, size):
+    """Write a message of at least `size` bytes (LF line ends, as stored in
+    a Maildir) to f. Lines that start with "." exercise dot-stuffing.
+    Returns (stored_bytes, wire_bytes, sha256_hex of the CRLF form a
+    correct POP3 client returns)."""
+    header = (b"From: popsd test <test@localhost>\n"
+              b"To: big@localhost\n"
+              b"Subject: a big message\n"
+              b"Message-ID: <big@localhost>\n\n")
+    lines = []
+    for i in range(1024):
+        if i % 7 == 0:
+            lines.append(b".%05d a line that starts with a dot\n" % i)
+        elif i % 13 == 0:
+            lines.append(b".\n")            # a lone dot inside the message
+        elif i % 17 == 0:
+            lines.append(b"\n")
+        else:
+            lines.append(b"%05d " % i + b"0123456789abcdefghijklmnopqrstuvwxyz" * (i % 3 + 1) + b"\n")
+    block = b"".join(lines)
+    block_crlf = block.replace(b"\n", b"\r\n")
+    h = hashlib.sha256()
+    head_crlf = header.replace(b"\n", b"\r\n")
+    f.write(header)
+    h.update(head_crlf)
+    stored, wire = len(header), len(head_crlf)
+    while stored < size:
+        f.write(block)
+        h.update(block_crlf)
+        stored += len(block)
+        wire += len(block_crlf)
+    return stored, wire, h.hexdigest()
+
+
+# --------------------------------------------------------------------------
+# popsd
+
+class Popsd:
+    """One popsd process with its own config and log in `directory`."""
+
+    def __init__(self, directory, certs, backend, pop3s=True, pop3=False,
+                 timeouts=None, max_sessions=1000, extra=(), verbose=False,
+                 name="popsd"):
+        self.dir = directory
+        self.name = name
+        self.conf = os.path.join(directory, f"{name}.conf")
+        self.log_path = os.path.join(directory, f"{name}.log")
+        self.port = free_port() if pop3s else None
+        self.pop3_port = free_port() if pop3 else None
+        self.proc = None
+        self.expected_exit = False
+        t = {"connect": "10s", "drain": "5s"}
+        t.update(timeouts or {})
+        lines = []
+        if pop3s:
+            lines.append(f"listen pop3s 127.0.0.1:{self.port}")
+        if pop3:
+            lines.append(f"listen pop3 127.0.0.1:{self.pop3_port}")
+        lines.append(f"backend {backend}")
+        lines.append(f"certificate {certs.cert}")
+        lines.append(f"key {certs.key}")
+        for k, v in t.items():
+            lines.append(f"timeout {k} {v}")
+        lines.append(f"max-sessions {max_sessions}")
+        if os.geteuid() == 0:
+            # popsd refuses to keep root; it drops to this user after bind.
+            lines.append(f"user {os.environ.get('POPSD_TEST_USER', 'nobody')}")
+        lines.extend(extra)
+        with open(self.conf, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        self.verbose = verbose
+
+    def argv(self, *args):
+        binary = popsd_binary()
+        if binary is None:
+            raise AssertionError("popsd is not built (run make)")
+        wrapper = os.environ.get("POPSD_WRAPPER", "").split()
+        return wrapper + [binary] + list(args)
+
+    def start(self, timeout=15):
+        args = ["-d", "-f", self.conf] + (["-v"] if self.verbose else [])
+        self.logf = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(self.argv(*args), stdin=subprocess.DEVNULL,
+                                     stdout=self.logf, stderr=subprocess.STDOUT,
+                                     cwd=self.dir)
+        self.pid = self.proc.pid
+        try:
+            wait_until(lambda: self.proc.poll() is not None or "popsd ready" in self.log(),
+                       timeout, "popsd to log 'popsd ready'")
+            if self.proc.poll() is not None:
+                raise AssertionError(f"popsd exited with {self.proc.returncode} at start-up")
+            for p in (self.port, self.pop3_port):
+                if p:
+                    wait_until(lambda: listening(p), timeout, f"popsd to listen on {p}")
+        except AssertionError as e:
+            raise AssertionError(f"{e}\n--- {self.log_path}:\n{self.log()}") from None
+        return self
+
+    @staticmethod
+    def _accepts(port):
+        with socket.socket() as s:
+            s.settimeout(2)
+            return s.connect_ex(("127.0.0.1", port)) == 0
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal(self, sig):
+        self.expected_exit = True
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout):
+        return self.proc.wait(timeout=timeout)
+
+    def stop(self, timeout=10):
+        """SIGTERM, then SIGKILL after timeout. Returns (exit status, how):
+        how is 'term', 'kill', or 'already' (it had exited before)."""
+        if self.proc is None:
+            return None, "never"
+        if self.proc.poll() is not None:
+            how = "already"
+        else:
+            self.expected_exit = True
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+                how = "term"
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+                how = "kill"
+        self.logf.close()
+        return self.proc.returncode, how
+
+    def log(self):
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def session_lines(self):
+        """Parsed session summary lines: a list of dicts of key=value."""
+        out = []
+        for line in self.log().splitlines():
+            if "session=" in line and "reason=" in line:
+                d = {k: v[1:-1] if v.startswith('"') else v
+                     for k, v in re.findall(r'(\w+)=("(?:[^"\\]|\\.)*"|\S*)', line)}
+                d["_line"] = line
+                out.append(d)
+        return out
+
+    def wait_session(self, timeout=10, **match):
+        """Wait for a session line whose keys equal `match` (as strings)."""
+        def find():
+            for d in self.session_lines():
+                if all(d.get(k) == str(v) for k, v in match.items()):
+                    return d
+            return None
+        try:
+            return wait_until(find, timeout, f"a session line with {match}")
+        except Timeout as e:
+            raise AssertionError(f"{e}\n--- {self.log_path}:\n{self.log()}") from None
+
+    def rss_kib(self):
+        return rss_kib(self.pid)
+
+    def check(self, *extra_args):
+        """Run popsd -n -f CONF; return (exit status, combined output)."""
+        r = subprocess.run(self.argv("-n", "-f", self.conf, *extra_args),
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           text=True, timeout=30)
+        return r.returncode, r.stdout
+
+
+# --------------------------------------------------------------------------
+# Clients and fake backends
+
+class Pop3Client:
+    """A minimal line-oriented POP3 client over TLS (or plain), for tests
+    that need to see exact bytes or control the pace."""
+
+    def __init__(self, port, ctx=None, host="127.0.0.1", server_hostname="localhost",
+                 timeout=20):
+        raw = socket.create_connection((host, port), timeout=timeout)
+        self.local_port = raw.getsockname()[1]
+        self.sock = ctx.wrap_socket(raw, server_hostname=server_hostname) if ctx else raw
+        self.f = self.sock.makefile("rb", buffering=65536)
+        self.sent = 0
+        self.received = 0
+
+    def readline(self):
+        line = self.f.readline(65536)
+        self.received += len(line)
+        return line
+
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode()
+        self.sock.sendall(data)
+        self.sent += len(data)
+
+    def cmd(self, line):
+        self.send(line + "\r\n")
+        return self.readline()
+
+    def ok(self, line):
+        r = self.cmd(line)
+        assert r.startswith(b"+OK"), f"{line!r} → {r!r}"
+        return r
+
+    def multiline(self):
+        """Read a multi-line body up to the lone '.', un-stuffed, CRLF kept."""
+        out = []
+        while True:
+            line = self.readline()
+            if not line:
+                raise AssertionError("EOF inside a multi-line response")
+            if line == b".\r\n":
+                return b"".join(out)
+            if line.startswith(b"."):
+                line = line[1:]
+            out.append(line)
+
+    def login(self, user, password):
+        greeting = self.readline()
+        assert greeting.startswith(b"+OK"), f"greeting {greeting!r}"
+        self.ok(f"USER {user}")
+        self.ok(f"PASS {password}")
+        return greeting
+
+    def read_to_eof(self, limit=1 << 20):
+        """Read until a clean EOF; return the bytes. A TLS connection cut
+        without close_notify raises ssl.SSLEOFError."""
+        out = b""
+        while len(out) < limit:
+            chunk = self.f.read1(65536)
+            if not chunk:
+                return out
+            self.received += len(chunk)
+            out += chunk
+        raise AssertionError("peer did not close")
+
+    def close(self):
+        with contextlib.suppress(OSError):
+            self.f.close()
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        self.close()
+
+
+class SilentBackend:
+    """Accepts TCP connections on 127.0.0.1 and never writes a byte."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.conns = []
+        self.accepted = 0
+        self.stopping = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        self.sock.settimeout(0.2)
+        while not self.stopping:
+            try:
+                c, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            self.conns.append(c)
+            self.accepted += 1
+
+    def close(self):
+        self.stopping = True
+        self.thread.join(5)
+        for c in self.conns:
+            c.close()
+        self.sock.close()
+
+
+def client_hello():
+    """The bytes of a real TLS ClientHello (for half-finished handshakes)."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(inc, out, server_hostname="localhost")
+    with contextlib.suppress(ssl.SSLWantReadError):
+        obj.do_handshake()
+    return out.read()
