@@ -52,13 +52,17 @@ buf_init(struct buf *b, size_t cap)
 	b->cap = cap;
 	b->off = 0;
 	b->len = 0;
+	b->secret = false;
 }
 
 void
 buf_free(struct buf *b)
 {
-	if (b->mem != NULL)
+	if (b->mem != NULL) {
+		if (b->secret)
+			explicit_bzero(b->mem, b->cap);
 		chunk_put(b->mem, b->cap);
+	}
 	b->mem = NULL;
 	b->off = 0;
 	b->len = 0;

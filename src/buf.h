@@ -19,9 +19,12 @@ struct buf {
 	size_t	 cap;		/* fixed capacity */
 	size_t	 off;		/* start of unread data in mem */
 	size_t	 len;		/* unread bytes */
+	bool	 secret;	/* wipe memory before reuse (may hold passwords) */
 };
 
-/* buf_init: set up an empty buffer of capacity cap; allocates nothing. */
+/* buf_init: set up an empty buffer of capacity cap; allocates nothing.
+ * Set b->secret afterwards for buffers that carry credentials: their memory
+ * is then wiped whenever it goes back to the pool. */
 void	buf_init(struct buf *b, size_t cap);
 /* buf_free: release the memory (if any); the buffer is empty afterwards. */
 void	buf_free(struct buf *b);

@@ -9,10 +9,11 @@
  *   client ◀─write── to_client ◀──pop3_backend_input── bin ◀──read── backend
  *                         ▲ (popsd's own replies, in command order)
  *
- * The mediator consumes complete lines only, and only when it can act on
- * them now: while it waits for the outcome of PASS/APOP/AUTH, or when the
- * output buffer lacks room, it leaves input in place (the session then stops
- * reading once cin is full: backpressure, and the exact switch point).
+ * The mediator consumes complete lines only (an over-long client line is
+ * dropped as it arrives), and only when it can act on them now: while it
+ * waits for the outcome of PASS/APOP/AUTH, or when the output buffer lacks
+ * room, it leaves input in place (the session then stops reading once cin
+ * is full: backpressure, and the exact switch point).
  *
  * After POP3_EV_SPLICE the session stops calling in here: the unconsumed
  * bytes of cin go raw to the backend (after to_backend drains) and the
@@ -68,7 +69,9 @@ int	pop3_client_input(struct pop3 *p, struct buf *cin,
 	    struct buf *to_backend, struct buf *to_client);
 
 /* pop3_backend_input: consume backend response lines from bin, rewriting
- * CAPA answers, appending to to_client. Returns POP3_EV_* bits. */
+ * CAPA answers, appending to to_client. Bytes the backend sends while no
+ * response is outstanding are dropped (also during the STLS handshake).
+ * Returns POP3_EV_* bits. */
 int	pop3_backend_input(struct pop3 *p, struct buf *bin,
 	    struct buf *to_client);
 
