@@ -1,7 +1,9 @@
-/* listener.c — accept connections and hand them to sessions. */
+/* listener.c — accept connections and hand them to sessions, within the
+ * limits: max-sessions, max-sessions-per-ip, and a pause on EMFILE. */
 #include "listener.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -13,7 +15,9 @@
 #include <ev.h>
 
 #include "log.h"
+#include "peers.h"
 #include "popsd.h"
+#include "sd.h"
 #include "session.h"
 
 /* Connections taken per wakeup: enough to empty a burst, small enough
@@ -101,6 +105,78 @@ listener_adopt(struct popsd *d, int fd, enum listen_kind kind, const char *text)
 	return listener_new(d, fd, kind, text);
 }
 
+/* same_port_any: is ss the any-address of its family on port? */
+static bool
+same_port_any(const struct sockaddr_storage *ss, in_port_t port)
+{
+	const struct sockaddr_in *sin = (const struct sockaddr_in *)ss;
+	const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)ss;
+
+	if (ss->ss_family == AF_INET)
+		return sin->sin_port == port &&
+		    sin->sin_addr.s_addr == htonl(INADDR_ANY);
+	if (ss->ss_family == AF_INET6)
+		return sin6->sin6_port == port &&
+		    IN6_IS_ADDR_UNSPECIFIED(&sin6->sin6_addr);
+	return false;
+}
+
+bool
+listener_serves(const struct listener *l, const struct conf_listen *cl)
+{
+	const struct sockaddr_in *a4, *b4;
+	const struct sockaddr_in6 *a6, *b6;
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+
+	if (getsockname(l->fd, (struct sockaddr *)&ss, &sl) == -1)
+		return false;
+	if (cl->wildcard)
+		return same_port_any(&ss,
+		    ((const struct sockaddr_in6 *)&cl->addr)->sin6_port);
+	if (ss.ss_family != cl->addr.ss_family)
+		return false;
+	if (ss.ss_family == AF_INET) {
+		a4 = (const struct sockaddr_in *)&ss;
+		b4 = (const struct sockaddr_in *)&cl->addr;
+		return a4->sin_port == b4->sin_port &&
+		    a4->sin_addr.s_addr == b4->sin_addr.s_addr;
+	}
+	a6 = (const struct sockaddr_in6 *)&ss;
+	b6 = (const struct sockaddr_in6 *)&cl->addr;
+	return ss.ss_family == AF_INET6 && a6->sin6_port == b6->sin6_port &&
+	    IN6_ARE_ADDR_EQUAL(&a6->sin6_addr, &b6->sin6_addr);
+}
+
+int
+listener_inetd(struct popsd *d, int fd, enum listen_kind kind, char *err,
+    size_t errsz)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	char why[128];
+	int fl;
+
+	if (sd_check_stream_socket(fd, false, why, sizeof(why)) == -1) {
+		snprintf(err, errsz, "-i %s: stdin is %s; popsd -i serves one "
+		    "connection passed on stdin by inetd, xinetd or systemd "
+		    "Accept=yes", listen_kind_name(kind), why);
+		return -1;
+	}
+	if ((fl = fcntl(fd, F_GETFL)) == -1 ||
+	    fcntl(fd, F_SETFL, fl | O_NONBLOCK) == -1) {
+		snprintf(err, errsz, "-i: fcntl: %s", strerror(errno));
+		return -1;
+	}
+	(void)fcntl(fd, F_SETFD, FD_CLOEXEC);
+	/* A unix socketpair has no useful peer address: the session then
+	 * logs the client as "local". */
+	if (getpeername(fd, (struct sockaddr *)&ss, &sl) == -1)
+		sl = 0;
+	session_start(d, kind, fd, sl ? (struct sockaddr *)&ss : NULL, sl);
+	return 0;
+}
+
 void
 listener_start(struct listener *l)
 {
@@ -135,25 +211,100 @@ listener_kind(const struct listener *l)
 	return l->kind;
 }
 
-/* over_capacity: turn away a connection beyond max-sessions. On a pop3s
- * port nothing can be said before TLS, so the connection is just closed;
- * on a plaintext port the client is told why (RFC 3206 [SYS/TEMP]). */
+/*
+ * turn_away: refuse a connection over a limit, with a log line. On a
+ * plaintext port the client is told why (RFC 3206 [SYS/TEMP]: ours, and
+ * temporary). On a pop3s port nothing can be said before TLS, so the
+ * connection just ends with a FIN: what the client already sent (its
+ * ClientHello) is read and dropped first, because closing a socket with
+ * unread data would send a reset instead.
+ */
 static void
-over_capacity(struct listener *l, int fd, const struct sockaddr *sa,
-    socklen_t salen)
+turn_away(struct listener *l, int fd, const struct sockaddr *sa,
+    socklen_t salen, const char *reason, const char *text, unsigned count,
+    int limit)
 {
-	static const char msg[] = "-ERR [SYS/TEMP] too many sessions, "
-	    "try again later\r\n";
-	char host[64] = "?";
+	char host[64] = "?", msg[128], junk[4096];
+	int n, i;
 
-	if (l->kind == LISTEN_POP3)
-		(void)send(fd, msg, sizeof(msg) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+	if (l->kind == LISTEN_POP3) {
+		n = snprintf(msg, sizeof(msg), "-ERR [SYS/TEMP] %s\r\n", text);
+		(void)send(fd, msg, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+	}
+	/* Bounded: a client cannot keep us reading. */
+	for (i = 0; i < 4 && recv(fd, junk, sizeof(junk), MSG_DONTWAIT) > 0; i++)
+		continue;
+	(void)shutdown(fd, SHUT_WR);
 	close(fd);
 	if (sa->sa_family == AF_INET || sa->sa_family == AF_INET6)
 		(void)getnameinfo(sa, salen, host, sizeof(host), NULL, 0,
 		    NI_NUMERICHOST);
-	log_warnx("refused client=%s listener=%s reason=max-sessions "
-	    "sessions=%u", host, listen_kind_name(l->kind), l->d->nsessions);
+	log_warnx("refused client=%s listener=%s reason=%s sessions=%u limit=%d",
+	    host, listen_kind_name(l->kind), reason, count, limit);
+}
+
+/*
+ * admit: start a session for an accepted connection, or turn it away if
+ * it is over max-sessions or max-sessions-per-ip. Sessions are counted per
+ * address whether or not a per-address limit is set, so that a reload
+ * that sets one counts the sessions already running.
+ */
+static void
+admit(struct listener *l, int fd, const struct sockaddr *sa, socklen_t sl)
+{
+	struct popsd *d = l->d;
+	const struct conf *c = d->conf;
+	uint8_t key[PEER_KEY_SIZE];
+	uint64_t before = d->next_session_id;
+	bool counted;
+	unsigned n;
+
+	if (d->nsessions >= (unsigned)c->max_sessions) {
+		turn_away(l, fd, sa, sl, "max-sessions", "too many sessions, "
+		    "try again later", d->nsessions, c->max_sessions);
+		return;
+	}
+	counted = d->peers != NULL && peers_key_sockaddr(sa, key);
+	if (counted && c->max_sessions_per_ip > 0 &&
+	    (n = peers_count(d->peers, key)) >= (unsigned)c->max_sessions_per_ip) {
+		turn_away(l, fd, sa, sl, "max-sessions-per-ip", "too many "
+		    "sessions from your address, try again later", n,
+		    c->max_sessions_per_ip);
+		return;
+	}
+	if (counted && peers_add(d->peers, key) == -1) {
+		turn_away(l, fd, sa, sl, "out-of-memory", "out of memory, "
+		    "try again later", d->nsessions, c->max_sessions);
+		return;
+	}
+	session_start(d, l->kind, fd, sa, sl);
+	/* No session was made (out of memory, logged): nothing will call
+	 * popsd_peer_closed() for it. */
+	if (counted && d->next_session_id == before)
+		peers_remove(d->peers, key);
+}
+
+void
+popsd_peer_closed(struct popsd *d, const char *addr)
+{
+	uint8_t key[PEER_KEY_SIZE];
+
+	if (d->peers != NULL && peers_key_text(addr, key))
+		peers_remove(d->peers, key);
+}
+
+/*
+ * popsd_session_closed: a session slot is free. Lives here, beside
+ * admission control, rather than in main.c so that the unit tests can
+ * link session.c without main(). The loop ends when popsd is draining
+ * (SIGTERM, or inetd mode, which never takes a second session) and the
+ * last session is gone.
+ */
+void
+popsd_session_closed(struct popsd *d)
+{
+	if (d->draining && d->nsessions == 0)
+		ev_break(d->loop, EVBREAK_ALL);
 }
 
 static void
@@ -195,10 +346,6 @@ accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 				log_warn("accept on %s", l->text);
 			return;
 		}
-		if (l->d->nsessions >= (unsigned)l->d->conf->max_sessions) {
-			over_capacity(l, fd, (struct sockaddr *)&ss, sl);
-			continue;
-		}
-		session_start(l->d, l->kind, fd, (struct sockaddr *)&ss, sl);
+		admit(l, fd, (struct sockaddr *)&ss, sl);
 	}
 }

@@ -4,6 +4,9 @@
 #ifndef POPSD_LISTENER_H
 #define POPSD_LISTENER_H
 
+#include <stdbool.h>
+#include <stddef.h>
+
 #include "conf.h"
 
 struct popsd;
@@ -14,9 +17,26 @@ struct listener;
  * Returns a listener not yet started, or NULL with the reason logged. */
 struct listener *listener_bind(struct popsd *d, const struct conf_listen *l);
 
-/* listener_adopt: wrap an already listening socket (socket activation). */
+/* listener_adopt: wrap an already listening, non-blocking socket (socket
+ * activation); the listener owns fd. NULL (fd untouched) if out of memory. */
 struct listener *listener_adopt(struct popsd *d, int fd, enum listen_kind kind,
     const char *text);
+
+/* listener_serves: is l's socket bound to the address of the "listen"
+ * line cl? Lets a configuration keep its listen lines when systemd
+ * passes sockets for the same addresses ("*:P" matches [::]:P and
+ * 0.0.0.0:P). The kinds are for the caller to compare. */
+bool	listener_serves(const struct listener *l, const struct conf_listen *cl);
+
+/*
+ * listener_inetd: inetd mode (popsd -i): serve the one connection already
+ * open on fd (0: inetd and systemd Accept=yes pass it as stdin, and the
+ * same socket as stdout, which popsd does not use). Checks that fd is a
+ * connected stream socket, makes it non-blocking and starts its session.
+ * Returns 0, or -1 with the reason in err and fd untouched.
+ */
+int	listener_inetd(struct popsd *d, int fd, enum listen_kind kind,
+	    char *err, size_t errsz);
 
 /* listener_start / listener_stop: watch for connections or not. */
 void	listener_start(struct listener *l);

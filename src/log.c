@@ -28,7 +28,7 @@ log_verbosity(void)
 	return log_verbose;
 }
 
-static void
+static void __attribute__((format(printf, 2, 0)))
 vlog(int pri, const char *fmt, va_list ap)
 {
 	if (log_to_stderr) {
@@ -39,7 +39,7 @@ vlog(int pri, const char *fmt, va_list ap)
 		vsyslog(pri, fmt, ap);
 }
 
-static void
+static void __attribute__((format(printf, 3, 0)))
 vlog_errno(int pri, int saved, const char *fmt, va_list ap)
 {
 	char msg[1024];

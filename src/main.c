@@ -1,13 +1,30 @@
 /*
- * main.c — options, start-up order, signals.
+ * main.c — options, start-up order, signals, systemd notification.
  *
- * Start-up: parse and check the configuration (certificates and keys are
- * read into memory there) → build the TLS context → bind → daemonize →
- * serve. SIGHUP reloads the configuration and certificates for new
- * sessions; SIGTERM/SIGINT stop accepting and let sessions finish for up
- * to "timeout drain".
+ * Start-up: no core dumps → parse and check the configuration (addresses
+ * resolved, certificates and keys read into memory there) → build the TLS
+ * context → resolve user/group → adopt systemd's sockets and bind the
+ * other listen lines (or, with -i, take the connection on stdin) →
+ * daemonize → drop privileges → serve, then READY=1 to systemd.
+ *
+ * SIGHUP reloads the configuration and certificates for new sessions.
+ * After a privilege drop the reload reads them as the unprivileged user:
+ * whatever it cannot read makes the reload fail, logged, and the running
+ * configuration stays (so keys must be readable by that user, e.g. mode
+ * 0600 owned by it, or passed with systemd's LoadCredential=). Under
+ * chroot the files are out of reach and a reload is refused with a log
+ * line. Listen lines and user/group/chroot take effect only on restart.
+ * The session ticket keys (struct ticket_keys in the daemon state) are
+ * given to every new TLS context, so tickets survive a reload; a timer
+ * rotates them (tlsconf.h), and they are wiped on exit.
+ * SIGTERM/SIGINT stop accepting and let sessions finish for up to
+ * "timeout drain"; a second signal ends them at once.
  */
+#include <sys/stat.h>
+
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,41 +37,70 @@
 #include "conf.h"
 #include "listener.h"
 #include "log.h"
+#include "peers.h"
 #include "popsd.h"
+#include "privdrop.h"
+#include "sd.h"
 #include "session.h"
 #include "tlsconf.h"
 
 #define DEFAULT_CONF	"/etc/popsd.conf"
+/* How often systemd's STATUS= line is brought up to date, at most. */
+#define STATUS_INTERVAL	5.0
+
+struct options {
+	const char	*path;
+	bool		 foreground;	/* -d */
+	bool		 check_only;	/* -n */
+	int		 verbose;	/* -v */
+	bool		 inetd;		/* -i */
+	enum listen_kind inetd_kind;
+	bool		 log_stderr;
+};
 
 static struct popsd	 daemon_state;
+static struct privdrop	 privs;
 static ev_signal	 sig_term, sig_int, sig_hup;
+static ev_timer		 watchdog_timer, status_timer;
+static ev_timer		 ticket_timer;	/* session ticket key rotation */
+static bool		 stop_requested;	/* first TERM/INT seen */
+static char		 conf_path[PATH_MAX];
 
 static void __attribute__((noreturn))
 usage(int status)
 {
 	fprintf(status ? stderr : stdout,
-	    "usage: popsd [-dhnv] [-f file]\n"
+	    "usage: popsd [-dhnv] [-f file] [-i pop3s|pop3]\n"
 	    "  -d       stay in the foreground and log to stderr\n"
 	    "  -f file  configuration file (default " DEFAULT_CONF ")\n"
 	    "  -h       this help\n"
+	    "  -i kind  inetd mode: serve the one connection on stdin as kind\n"
+	    "           (pop3s or pop3) and exit when it ends; for inetd,\n"
+	    "           xinetd, systemd Accept=yes. listen lines are ignored;\n"
+	    "           logs go to syslog unless -d\n"
 	    "  -n       check the configuration and exit\n"
 	    "  -v       more verbose logging (repeatable)\n"
 	    "signals: HUP reloads configuration and certificates, "
-	    "TERM/INT drain and exit\n");
+	    "TERM/INT drain and exit\n"
+	    "systemd: sockets passed by socket activation and named "
+	    "FileDescriptorName=pop3s\n"
+	    "or pop3 are served like listen lines; NOTIFY_SOCKET "
+	    "(Type=notify) and WATCHDOG_USEC\nare honoured\n");
 	exit(status);
 }
 
-/* load: configuration plus a TLS context built from it, or NULL with the
- * reason in err. */
+/* load: configuration plus a TLS context built from it (with the ticket
+ * keys of tk), or NULL with the reason in err. */
 static struct conf *
-load(const char *path, struct tls_server **ts, char *err, size_t errsz)
+load(const char *path, struct tls_server **ts, struct ticket_keys *tk,
+    char *err, size_t errsz)
 {
 	struct conf *c;
 	char why[512];
 
 	if ((c = conf_load(path, err, errsz)) == NULL)
 		return NULL;
-	if ((*ts = tlsconf_server(c, why, sizeof(why))) == NULL) {
+	if ((*ts = tlsconf_server(c, tk, why, sizeof(why))) == NULL) {
 		snprintf(err, errsz, "%s: %s", path, why);
 		conf_unref(c);
 		return NULL;
@@ -62,11 +108,85 @@ load(const char *path, struct tls_server **ts, char *err, size_t errsz)
 	return c;
 }
 
-void
-popsd_session_closed(struct popsd *d)
+/* status_text: the short summary systemd shows in "systemctl status". */
+static const char *
+status_text(const struct popsd *d)
 {
-	if (d->draining && d->nsessions == 0)
-		ev_break(d->loop, EVBREAK_ALL);
+	static char buf[64];
+
+	/* Not d->draining: inetd mode sets that from the start. */
+	snprintf(buf, sizeof(buf), "%s %u session%s",
+	    stop_requested ? "draining" : "serving", d->nsessions,
+	    d->nsessions == 1 ? "" : "s");
+	return buf;
+}
+
+/* Polled rather than pushed from every session start and end: one
+ * wakeup per STATUS_INTERVAL keeps systemd out of the session paths, and
+ * a busy server does not send a datagram per connection. */
+static void
+status_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	static char last[64];
+	const char *now = status_text(w->data);
+
+	(void)loop;
+	(void)revents;
+	if (strcmp(now, last) == 0)
+		return;
+	snprintf(last, sizeof(last), "%s", now);
+	sd_notify_send("STATUS=%s", now);
+}
+
+static void
+watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)loop;
+	(void)w;
+	(void)revents;
+	sd_notify_send("WATCHDOG=1");
+}
+
+static void
+ticket_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct popsd *d = w->data;
+	char err[256];
+
+	(void)loop;
+	(void)revents;
+	if (tlsconf_rotate(&d->tickets, d->tls_server, err, sizeof(err)) == -1)
+		log_warnx("session ticket key rotation failed, the current "
+		    "key stays: %s", err);
+	else
+		log_debug("session ticket key rotated (every %.0fs)", w->repeat);
+}
+
+/*
+ * schedule_rotation: rotate ticket keys every quarter of the current
+ * tls-session-lifetime (see tlsconf.h), or not at all when resumption is
+ * off, in which case the keys are forgotten. Called at start and after
+ * each reload. The timer does not keep the loop alive (ev_unref).
+ */
+static void
+schedule_rotation(struct popsd *d)
+{
+	double every = tlsconf_rotate_interval(d->conf);
+
+	if (ev_is_active(&ticket_timer)) {
+		if (every == ticket_timer.repeat)
+			return;
+		ev_ref(d->loop);
+		ev_timer_stop(d->loop, &ticket_timer);
+	}
+	if (every == 0) {
+		tlsconf_wipe_keys(&d->tickets);
+		return;
+	}
+	ev_timer_init(&ticket_timer, ticket_cb, every, every);
+	ticket_timer.data = d;
+	ev_timer_start(d->loop, &ticket_timer);
+	ev_unref(d->loop);
 }
 
 static void
@@ -102,13 +222,15 @@ terminate_cb(struct ev_loop *loop, ev_signal *w, int revents)
 	int i;
 
 	(void)revents;
-	if (d->draining) {
+	if (stop_requested) {
 		log_info("second signal: closing %u sessions now", d->nsessions);
 		session_shutdown_all(d, "shutdown");
 		ev_break(loop, EVBREAK_ALL);
 		return;
 	}
+	stop_requested = true;
 	d->draining = true;
+	sd_notify_send("STOPPING=1\nSTATUS=%s", status_text(d));
 	for (i = 0; i < d->nlisteners; i++)
 		listener_free(d->listeners[i]);
 	d->nlisteners = 0;
@@ -141,45 +263,138 @@ same_listeners(const struct conf *a, const struct conf *b)
 	return 1;
 }
 
-static void
-reload_cb(struct ev_loop *loop, ev_signal *w, int revents)
+static bool
+same_string(const char *a, const char *b)
 {
-	struct popsd *d = w->data;
+	return (a == NULL && b == NULL) ||
+	    (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+/* same_privileges: privileges were dropped at start-up, for good. */
+static bool
+same_privileges(const struct conf *a, const struct conf *b)
+{
+	return same_string(a->user, b->user) &&
+	    same_string(a->group, b->group) &&
+	    same_string(a->chroot_dir, b->chroot_dir);
+}
+
+/* reload: load the configuration again and swap it in; 0 or -1 (the
+ * reason is logged and the running configuration kept). */
+static int
+reload(struct popsd *d)
+{
 	struct tls_server *ts = NULL;
 	struct conf *c;
 	char err[1024];
 
-	(void)loop;
-	(void)revents;
-	if ((c = load(d->conf->path, &ts, err, sizeof(err))) == NULL) {
+	if ((c = load(d->conf->path, &ts, &d->tickets, err,
+	    sizeof(err))) == NULL) {
 		log_warnx("reload failed, keeping the running configuration: %s",
 		    err);
-		return;
+		return -1;
 	}
 	if (!same_listeners(d->conf, c))
 		log_warnx("reload: listen directives changed; restart popsd "
 		    "to apply them (keeping the current sockets)");
+	if (!same_privileges(d->conf, c))
+		log_warnx("reload: user, group or chroot changed; restart "
+		    "popsd to apply them (keeping the current ones)");
 	conf_unref(d->conf);
 	tls_server_unref(d->tls_server);
 	d->conf = c;
 	d->tls_server = ts;
+	schedule_rotation(d);
 	log_info("reloaded %s: new sessions use the new configuration and "
 	    "certificates", c->path);
+	return 0;
 }
 
 static void
-bind_listeners(struct popsd *d)
+reload_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	struct popsd *d = w->data;
+
+	(void)loop;
+	(void)revents;
+	if (privs.chroot_dir[0] != '\0') {
+		/* The configuration and keys live outside the chroot. */
+		log_warnx("reload refused: popsd is chrooted to %s, where %s "
+		    "and the keys are out of reach; restart popsd to apply "
+		    "changes", privs.chroot_dir, d->conf->path);
+		sd_notify_send("STATUS=reload refused under chroot; %s",
+		    status_text(d));
+		return;
+	}
+	sd_notify_send("RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading",
+	    sd_monotonic_usec());
+	if (reload(d) == -1)
+		sd_notify_send("READY=1\nSTATUS=reload failed, kept the running "
+		    "configuration; %s", status_text(d));
+	else
+		sd_notify_send("READY=1\nSTATUS=%s", status_text(d));
+}
+
+/* adopt_sockets: make listeners of the sockets systemd passed. */
+static void
+adopt_sockets(struct popsd *d, const struct sd_listen_fd *fds, int n)
 {
 	struct listener *l;
 	int i;
 
-	d->listeners = calloc((size_t)d->conf->nlistens, sizeof(*d->listeners));
+	for (i = 0; i < n; i++) {
+		if ((l = listener_adopt(d, fds[i].fd, fds[i].kind,
+		    fds[i].text)) == NULL)
+			fatalx("out of memory");
+		d->listeners[d->nlisteners++] = l;
+	}
+}
+
+/* adopted_for: the adopted listener already serving cl's address. */
+static struct listener *
+adopted_for(struct popsd *d, int nadopted, const struct conf_listen *cl)
+{
+	int i;
+
+	for (i = 0; i < nadopted; i++)
+		if (listener_serves(d->listeners[i], cl))
+			return d->listeners[i];
+	return NULL;
+}
+
+/*
+ * setup_listeners: sockets from systemd first, then every listen line
+ * not already served by one of them (so the same configuration works
+ * with and without socket activation).
+ */
+static void
+setup_listeners(struct popsd *d)
+{
+	struct sd_listen_fd fds[SD_MAX_LISTEN_FDS];
+	const struct conf_listen *cl;
+	struct listener *l;
+	char err[512];
+	int i, n;
+
+	if ((n = sd_adopt_listen_fds(fds, SD_MAX_LISTEN_FDS, err,
+	    sizeof(err))) == -1)
+		fatalx("%s", err);
+	d->listeners = calloc((size_t)(n + d->conf->nlistens),
+	    sizeof(*d->listeners));
 	if (d->listeners == NULL)
 		fatal("calloc");
+	adopt_sockets(d, fds, n);
 	for (i = 0; i < d->conf->nlistens; i++) {
-		if ((l = listener_bind(d, &d->conf->listens[i])) == NULL)
-			fatalx("cannot listen on %s, exiting",
-			    d->conf->listens[i].text);
+		cl = &d->conf->listens[i];
+		if ((l = adopted_for(d, n, cl)) != NULL) {
+			if (listener_kind(l) != cl->kind)
+				fatalx("listen %s %s: systemd passed that "
+				    "socket as %s", listen_kind_name(cl->kind),
+				    cl->text, listen_kind_name(listener_kind(l)));
+			continue;
+		}
+		if ((l = listener_bind(d, cl)) == NULL)
+			fatalx("cannot listen on %s, exiting", cl->text);
 		d->listeners[d->nlisteners++] = l;
 	}
 }
@@ -198,6 +413,25 @@ setup_signals(struct popsd *d)
 }
 
 static void
+start_notify_timers(struct popsd *d)
+{
+	if (!sd_notify_active())
+		return;
+	ev_timer_init(&status_timer, status_cb, STATUS_INTERVAL,
+	    STATUS_INTERVAL);
+	status_timer.data = d;
+	ev_timer_start(d->loop, &status_timer);
+	/* Not a reference: the pings must not keep an ending loop alive. */
+	ev_unref(d->loop);
+	if (sd_watchdog_interval() > 0) {
+		ev_timer_init(&watchdog_timer, watchdog_cb,
+		    sd_watchdog_interval(), sd_watchdog_interval());
+		ev_timer_start(d->loop, &watchdog_timer);
+		ev_unref(d->loop);
+	}
+}
+
+static void
 serve(struct popsd *d)
 {
 	int i;
@@ -212,66 +446,194 @@ serve(struct popsd *d)
 	}
 	log_info("popsd ready: %d listeners, backend %s, max-sessions %d",
 	    d->nlisteners, d->conf->backend.text, d->conf->max_sessions);
+	schedule_rotation(d);
+	start_notify_timers(d);
+	sd_notify_send("READY=1\nSTATUS=%s", status_text(d));
 	ev_run(d->loop, 0);
 }
 
+/* serve_inetd: one session on stdin; the loop ends when it does. */
 static void
-teardown(struct popsd *d)
+serve_inetd(struct popsd *d, enum listen_kind kind)
+{
+	char err[512];
+
+	/* Set first: the session may end inside listener_inetd() already,
+	 * and popsd_session_closed() must then find us draining. */
+	d->draining = true;
+	ev_timer_init(&d->accept_resume, resume_accept_cb, 1.0, 0);
+	d->accept_resume.data = d;
+	if (listener_inetd(d, STDIN_FILENO, kind, err, sizeof(err)) == -1)
+		fatalx("%s", err);
+	start_notify_timers(d);
+	sd_notify_send("READY=1\nSTATUS=%s", status_text(d));
+	if (d->nsessions > 0)
+		ev_run(d->loop, 0);
+}
+
+static void
+teardown(struct popsd *d, bool inetd)
 {
 	int i;
 
+	if (!stop_requested)
+		sd_notify_send("STOPPING=1");
 	session_shutdown_all(d, "shutdown");
 	for (i = 0; i < d->nlisteners; i++)
 		listener_free(d->listeners[i]);
 	free(d->listeners);
 	tls_server_unref(d->tls_server);
 	conf_unref(d->conf);
-	log_info("popsd exiting");
+	peers_free(d->peers);
+	tlsconf_wipe_keys(&d->tickets);
+	if (inetd)
+		log_debug("popsd exiting");
+	else
+		log_info("popsd exiting");
+}
+
+/* absolute_path: reloads re-read the file after daemon() has changed to
+ * "/", so a relative -f path is made absolute now. */
+static const char *
+absolute_path(const char *path)
+{
+	char cwd[PATH_MAX];
+
+	if (path[0] == '/' || getcwd(cwd, sizeof(cwd)) == NULL ||
+	    (size_t)snprintf(conf_path, sizeof(conf_path), "%s/%s", cwd,
+	    path) >= sizeof(conf_path))
+		return path;
+	return conf_path;
+}
+
+static void
+parse_options(int argc, char *argv[], struct options *o)
+{
+	int ch;
+
+	memset(o, 0, sizeof(*o));
+	o->path = DEFAULT_CONF;
+	while ((ch = getopt(argc, argv, "df:hi:nv")) != -1) {
+		switch (ch) {
+		case 'd': o->foreground = true; break;
+		case 'f': o->path = optarg; break;
+		case 'h': usage(0);
+		case 'i':
+			o->inetd = true;
+			if (strcmp(optarg, "pop3s") == 0)
+				o->inetd_kind = LISTEN_POP3S;
+			else if (strcmp(optarg, "pop3") == 0)
+				o->inetd_kind = LISTEN_POP3;
+			else
+				usage(1);
+			break;
+		case 'n': o->check_only = true; break;
+		case 'v': o->verbose++; break;
+		default: usage(1);
+		}
+	}
+	if (optind != argc)
+		usage(1);
+	o->path = absolute_path(o->path);
+	o->log_stderr = o->foreground || o->check_only;
+}
+
+/* same_file: do descriptors a and b refer to the same open file? */
+static bool
+same_file(int a, int b)
+{
+	struct stat sa, sb;
+
+	return fstat(a, &sa) == 0 && fstat(b, &sb) == 0 &&
+	    sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+/*
+ * inetd_stdio: inetd and systemd Accept=yes hand over the connection as
+ * stdin and stdout (fd 0 and 1), and some set stderr to it too. popsd
+ * uses fd 0 for both directions; 1 and 2 are pointed at /dev/null when
+ * they are the connection, so nothing but the session ever writes to the
+ * client, and the connection closes when the session closes fd 0. If
+ * stderr was the connection, -d cannot log there: syslog it is.
+ */
+static void
+inetd_stdio(struct options *o)
+{
+	int fd, i;
+
+	for (i = STDOUT_FILENO; i <= STDERR_FILENO; i++) {
+		if (!same_file(STDIN_FILENO, i))
+			continue;
+		if ((fd = open("/dev/null", O_RDWR)) == -1 ||
+		    dup2(fd, i) == -1)
+			exit(1);	/* nowhere safe to say why */
+		if (fd != i)
+			close(fd);
+		if (i == STDERR_FILENO)
+			o->log_stderr = false;
+	}
+}
+
+/* startup: everything up to serving; exits on any error. */
+static void
+startup(struct popsd *d, const struct options *o)
+{
+	char err[1024];
+
+	if ((d->conf = load(o->path, &d->tls_server, &d->tickets, err,
+	    sizeof(err))) == NULL ||
+	    privdrop_plan(d->conf, o->check_only, &privs, err,
+	    sizeof(err)) == -1) {
+		if (o->log_stderr)
+			fprintf(stderr, "%s\n", err);
+		else
+			log_warnx("%s", err);
+		exit(1);
+	}
+	if (o->check_only) {
+		printf("configuration OK\n");
+		tls_server_unref(d->tls_server);
+		conf_unref(d->conf);
+		tlsconf_wipe_keys(&d->tickets);
+		exit(0);
+	}
+	sd_notify_open();
+	if ((d->loop = ev_default_loop(EVFLAG_AUTO)) == NULL)
+		fatalx("cannot initialise the event loop");
+	if ((d->peers = peers_new()) == NULL)
+		fatalx("cannot allocate the per-address session table");
+	if (!o->inetd)
+		setup_listeners(d);
+	/* Before the drop: daemon() opens /dev/null, absent in a chroot. */
+	if (!o->foreground && !o->inetd) {
+		if (daemon(0, 0) == -1)
+			fatal("daemon");
+		ev_loop_fork(d->loop);
+	}
+	privdrop_apply(&privs);
 }
 
 int
 main(int argc, char *argv[])
 {
 	struct popsd *d = &daemon_state;
-	const char *path = DEFAULT_CONF;
-	int ch, foreground = 0, check_only = 0, verbose = 0;
-	char err[1024];
+	struct options o;
 
-	while ((ch = getopt(argc, argv, "df:hnv")) != -1) {
-		switch (ch) {
-		case 'd': foreground = 1; break;
-		case 'f': path = optarg; break;
-		case 'h': usage(0);
-		case 'n': check_only = 1; break;
-		case 'v': verbose++; break;
-		default: usage(1);
-		}
-	}
-	if (optind != argc)
-		usage(1);
-	log_init(foreground || check_only, verbose, "popsd");
+	/* First of all: nothing below may leave a core file with keys. */
+	privdrop_no_core_dumps();
+	parse_options(argc, argv, &o);
+	if (o.inetd && !o.check_only)
+		inetd_stdio(&o);
+	log_init(o.log_stderr, o.verbose, "popsd");
 	if (tls_init() == -1)
 		fatalx("tls_init failed");
 	TAILQ_INIT(&d->sessions);
-	if ((d->conf = load(path, &d->tls_server, err, sizeof(err))) == NULL) {
-		fprintf(stderr, "%s\n", err);
-		return 1;
-	}
-	if (check_only) {
-		printf("configuration OK\n");
-		tls_server_unref(d->tls_server);
-		conf_unref(d->conf);
-		return 0;
-	}
-	if ((d->loop = ev_default_loop(EVFLAG_AUTO)) == NULL)
-		fatalx("cannot initialise the event loop");
-	bind_listeners(d);
-	if (!foreground && daemon(0, 0) == -1)
-		fatal("daemon");
-	if (!foreground)
-		ev_loop_fork(d->loop);
+	startup(d, &o);
 	setup_signals(d);
-	serve(d);
-	teardown(d);
+	if (o.inetd)
+		serve_inetd(d, o.inetd_kind);
+	else
+		serve(d);
+	teardown(d, o.inetd);
 	return 0;
 }

@@ -15,10 +15,13 @@
 
 #include <ev.h>
 
+#include "tlsconf.h"
+
 struct conf;
 struct tls_server;
 struct session;
 struct listener;
+struct peers;
 
 TAILQ_HEAD(session_list, session);
 
@@ -26,6 +29,8 @@ struct popsd {
 	struct ev_loop		*loop;
 	struct conf		*conf;		/* current configuration */
 	struct tls_server	*tls_server;	/* current server context */
+	struct ticket_keys	 tickets;	/* shared by every server context */
+	struct peers		*peers;		/* live sessions per address */
 	struct session_list	 sessions;
 	unsigned		 nsessions;
 	uint64_t		 next_session_id;
@@ -40,5 +45,11 @@ struct popsd {
 /* popsd_session_closed: a session ended; lets main finish a drain and
  * listeners resume after a pause. Called by session_close() only. */
 void	popsd_session_closed(struct popsd *d);
+
+/* popsd_peer_closed: a session from the numeric address addr (as the
+ * session logs it) ended: one fewer for max-sessions-per-ip. An address
+ * that was never counted (inetd mode, "local") is ignored. Called by
+ * session_close() only. */
+void	popsd_peer_closed(struct popsd *d, const char *addr);
 
 #endif
