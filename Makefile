@@ -58,6 +58,9 @@ check: deps
 run: deps popsd
 	@sh tests/demo.sh
 
+lint-man:
+	mandoc -T lint -W warning src/popsd.8 src/popsd.conf.5
+
 install: popsd
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man5
 	install -m 755 popsd $(DESTDIR)$(SBINDIR)/popsd
@@ -67,7 +70,7 @@ install: popsd
 clean:
 	rm -rf $(BUILD) build-* popsd
 
-.PHONY: all unit deps check run install clean
+.PHONY: all unit deps check run install clean lint-man
 
 # Further tiers: fuzzing, sanitizers/robustness, benchmark.
 -include tests/fuzz/fuzz.mk tests/robustness.mk tests/bench/bench.mk

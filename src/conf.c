@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <tls.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -38,6 +39,8 @@ struct parser {
 	struct conf	*c;
 	int		 backend_line;
 	int		 cert_line;	/* certificate waiting for its key, or 0 */
+	int		 client_cert_line; /* tls-client-cert, or 0 */
+	int		 client_ca_line;   /* tls-client-ca, or 0 */
 };
 
 struct directive {
@@ -752,6 +755,195 @@ do_chroot(struct parser *p, int argc, char **argv)
 	return string_once(p, "chroot", argv[0], &p->c->chroot_dir);
 }
 
+static int
+do_max_sessions_per_ip(struct parser *p, int argc, char **argv)
+{
+	(void)argc;
+	return number(p, "max-sessions-per-ip", argv[0], 0, 1000000,
+	    &p->c->max_sessions_per_ip);
+}
+
+/*
+ * do_ocsp_staple: a DER OCSP response for the pair just completed. Only
+ * the outer shape is checked here (a DER SEQUENCE); a stale or unrelated
+ * response is the client's to judge, as with any stapled response.
+ */
+static int
+do_ocsp_staple(struct parser *p, int argc, char **argv)
+{
+	struct conf *c = p->c;
+	struct conf_keypair *kp;
+	char q[256];
+
+	(void)argc;
+	if (c->nkeypairs == 0 || p->cert_line != 0) {
+		perr(p, "ocsp-staple: must follow a certificate and its key");
+		return -1;
+	}
+	kp = &c->keypairs[c->nkeypairs - 1];
+	if (kp->ocsp_path != NULL) {
+		perr(p, "ocsp-staple: certificate \"%s\" already has one",
+		    clean(q, sizeof(q), kp->cert_path));
+		return -1;
+	}
+	if ((kp->ocsp_path = strdup(argv[0])) == NULL) {
+		perr(p, "%s", strerror(errno));
+		return -1;
+	}
+	if (read_pem(p, "OCSP response", argv[0], false, &kp->ocsp,
+	    &kp->ocsp_len) == -1)
+		return -1;
+	if (kp->ocsp_len < 2 || kp->ocsp[0] != 0x30) {
+		perr(p, "ocsp-staple: \"%s\" is not a DER OCSP response (as "
+		    "written by \"openssl ocsp -respout\")",
+		    clean(q, sizeof(q), argv[0]));
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * tls_check: let libtls judge a policy value now, on a scratch config, so
+ * that -n and a reload report it with its line rather than failing later.
+ */
+static int
+tls_check(struct parser *p, const char *kw, const char *arg,
+    int (*set)(struct tls_config *, const char *))
+{
+	struct tls_config *cfg;
+	char q[128], why[256];
+
+	if (tls_init() == -1 || (cfg = tls_config_new()) == NULL) {
+		perr(p, "%s: cannot initialise libtls", kw);
+		return -1;
+	}
+	if (set(cfg, arg) == -1) {
+		perr(p, "%s: libtls refuses \"%s\": %s", kw,
+		    clean(q, sizeof(q), arg),
+		    clean(why, sizeof(why), tls_config_error(cfg) ?
+		    tls_config_error(cfg) : "unknown error"));
+		tls_config_free(cfg);
+		return -1;
+	}
+	tls_config_free(cfg);
+	return 0;
+}
+
+static int
+do_tls_protocols(struct parser *p, int argc, char **argv)
+{
+	uint32_t protos = 0;
+	char q[128];
+
+	(void)argc;
+	if (tls_config_parse_protocols(&protos, argv[0]) == -1 ||
+	    protos == 0) {
+		perr(p, "tls-protocols: bad protocol list \"%s\" (expected "
+		    "libtls keywords such as \"tlsv1.2,tlsv1.3\", \"tlsv1.3\" "
+		    "or \"secure\")", clean(q, sizeof(q), argv[0]));
+		return -1;
+	}
+	if (string_once(p, "tls-protocols", argv[0],
+	    &p->c->tls_protocols_text) == -1)
+		return -1;
+	p->c->tls_protocols = protos;
+	return 0;
+}
+
+static int
+do_tls_ciphers(struct parser *p, int argc, char **argv)
+{
+	(void)argc;
+	if (p->c->tls_ciphers == NULL &&
+	    tls_check(p, "tls-ciphers", argv[0], tls_config_set_ciphers) == -1)
+		return -1;
+	return string_once(p, "tls-ciphers", argv[0], &p->c->tls_ciphers);
+}
+
+static int
+do_tls_curves(struct parser *p, int argc, char **argv)
+{
+	(void)argc;
+	if (p->c->tls_curves == NULL && tls_check(p, "tls-curves", argv[0],
+	    tls_config_set_ecdhecurves) == -1)
+		return -1;
+	return string_once(p, "tls-curves", argv[0], &p->c->tls_curves);
+}
+
+/* libtls' bounds (TLS_MIN_SESSION_TIMEOUT, TLS_MAX_SESSION_TIMEOUT). */
+#define SESSION_LIFETIME_MIN	4
+#define SESSION_LIFETIME_MAX	86400
+
+static int
+do_tls_session_lifetime(struct parser *p, int argc, char **argv)
+{
+	double v;
+	char q[128];
+
+	(void)argc;
+	if (strcmp(argv[0], "off") == 0) {
+		p->c->tls_session_lifetime = 0;
+		return 0;
+	}
+	if (conf_parse_duration(argv[0], &v) == -1 ||
+	    v < SESSION_LIFETIME_MIN || v > SESSION_LIFETIME_MAX) {
+		perr(p, "tls-session-lifetime: bad duration \"%s\" (expected "
+		    "\"off\" or %ds to 24h)", clean(q, sizeof(q), argv[0]),
+		    SESSION_LIFETIME_MIN);
+		return -1;
+	}
+	p->c->tls_session_lifetime = (int)v;
+	return 0;
+}
+
+static int
+do_tls_client_cert(struct parser *p, int argc, char **argv)
+{
+	char q[128];
+
+	(void)argc;
+	if (p->client_cert_line != 0) {
+		perr(p, "tls-client-cert: given more than once");
+		return -1;
+	}
+	if (strcmp(argv[0], "none") == 0)
+		p->c->tls_client_cert = CLIENT_CERT_NONE;
+	else if (strcmp(argv[0], "optional") == 0)
+		p->c->tls_client_cert = CLIENT_CERT_OPTIONAL;
+	else if (strcmp(argv[0], "required") == 0)
+		p->c->tls_client_cert = CLIENT_CERT_REQUIRED;
+	else {
+		perr(p, "tls-client-cert: expected \"none\", \"optional\" or "
+		    "\"required\", not \"%s\"", clean(q, sizeof(q), argv[0]));
+		return -1;
+	}
+	p->client_cert_line = p->line;
+	return 0;
+}
+
+static int
+do_tls_client_ca(struct parser *p, int argc, char **argv)
+{
+	struct conf *c = p->c;
+	char q[256];
+
+	(void)argc;
+	if (string_once(p, "tls-client-ca", argv[0],
+	    &c->tls_client_ca_path) == -1)
+		return -1;
+	if (read_pem(p, "CA file", argv[0], false, &c->tls_client_ca,
+	    &c->tls_client_ca_len) == -1)
+		return -1;
+	if (!contains(c->tls_client_ca, c->tls_client_ca_len,
+	    "-----BEGIN CERTIFICATE-----")) {
+		perr(p, "tls-client-ca: \"%s\" holds no PEM certificate",
+		    clean(q, sizeof(q), argv[0]));
+		return -1;
+	}
+	p->client_ca_line = p->line;
+	return 0;
+}
+
 static const struct directive directives[] = {
 	{ "listen", 2, 2, "listen pop3s|pop3 ADDRESS:PORT", do_listen },
 	{ "backend", 1, 1, "backend HOST:PORT|unix:/PATH", do_backend },
@@ -760,7 +952,10 @@ static const struct directive directives[] = {
 	{ "timeout", 2, 2,
 	    "timeout connect|handshake|login|idle|drain DURATION",
 	    do_timeout },
+	{ "ocsp-staple", 1, 1, "ocsp-staple PATH", do_ocsp_staple },
 	{ "max-sessions", 1, 1, "max-sessions N", do_max_sessions },
+	{ "max-sessions-per-ip", 1, 1, "max-sessions-per-ip N",
+	    do_max_sessions_per_ip },
 	{ "require-tls", 1, 1, "require-tls yes|no", do_require_tls },
 	{ "plaintext-allow", 1, CONF_MAX_CIDR, "plaintext-allow CIDR...",
 	    do_plaintext_allow },
@@ -769,6 +964,14 @@ static const struct directive directives[] = {
 	{ "user", 1, 1, "user NAME", do_user },
 	{ "group", 1, 1, "group NAME", do_group },
 	{ "chroot", 1, 1, "chroot DIR", do_chroot },
+	{ "tls-protocols", 1, 1, "tls-protocols PROTOCOLS", do_tls_protocols },
+	{ "tls-ciphers", 1, 1, "tls-ciphers CIPHERS", do_tls_ciphers },
+	{ "tls-curves", 1, 1, "tls-curves CURVES", do_tls_curves },
+	{ "tls-session-lifetime", 1, 1, "tls-session-lifetime DURATION|off",
+	    do_tls_session_lifetime },
+	{ "tls-client-cert", 1, 1, "tls-client-cert none|optional|required",
+	    do_tls_client_cert },
+	{ "tls-client-ca", 1, 1, "tls-client-ca PATH", do_tls_client_ca },
 };
 
 /*
@@ -916,6 +1119,20 @@ check_complete(struct parser *p)
 		    clean(q, sizeof(q), c->keypairs[c->nkeypairs - 1].cert_path));
 		return -1;
 	}
+	if (c->tls_client_cert != CLIENT_CERT_NONE && c->tls_client_ca == NULL) {
+		p->line = p->client_cert_line;
+		perr(p, "tls-client-cert %s needs a tls-client-ca file to "
+		    "verify client certificates with",
+		    c->tls_client_cert == CLIENT_CERT_REQUIRED ? "required" :
+		    "optional");
+		return -1;
+	}
+	if (c->tls_client_ca != NULL && c->tls_client_cert == CLIENT_CERT_NONE) {
+		p->line = p->client_ca_line;
+		perr(p, "tls-client-ca has no effect without \"tls-client-cert "
+		    "optional\" or \"tls-client-cert required\"");
+		return -1;
+	}
 	p->line = 0;
 	if (c->nlistens == 0)
 		perr(p, "no listen directive");
@@ -942,6 +1159,10 @@ conf_defaults(struct conf *c)
 	c->require_tls = true;
 	c->max_auth_errors = 3;
 	c->sasl_line_max = 8192;
+	c->max_sessions_per_ip = 0;
+	c->tls_protocols = TLS_PROTOCOL_TLSv1_2 | TLS_PROTOCOL_TLSv1_3;
+	c->tls_session_lifetime = CONF_SESSION_LIFETIME_DEFAULT;
+	c->tls_client_cert = CLIENT_CERT_NONE;
 }
 
 struct conf *
@@ -997,7 +1218,14 @@ conf_free(struct conf *c)
 		free(kp->key_path);
 		free(kp->cert);
 		wipe_free(kp->key, kp->key_len);
+		free(kp->ocsp_path);
+		free(kp->ocsp);
 	}
+	free(c->tls_protocols_text);
+	free(c->tls_ciphers);
+	free(c->tls_curves);
+	free(c->tls_client_ca_path);
+	free(c->tls_client_ca);
 	free(c->path);
 	free(c->user);
 	free(c->group);

@@ -58,7 +58,20 @@ struct conf_keypair {
 	size_t	 cert_len;
 	uint8_t	*key;		/* PEM bytes; wiped with explicit_bzero on free */
 	size_t	 key_len;
+	char	*ocsp_path;	/* "ocsp-staple" after the pair, or NULL */
+	uint8_t	*ocsp;		/* DER OCSP response, read at load time */
+	size_t	 ocsp_len;
 };
+
+enum client_cert_mode {
+	CLIENT_CERT_NONE,	/* no certificate asked for (default) */
+	CLIENT_CERT_OPTIONAL,	/* asked for; if sent, it must verify */
+	CLIENT_CERT_REQUIRED,	/* no verified certificate, no session */
+};
+
+/* Defaults of the TLS policy (see popsd.conf.5 for why). */
+#define CONF_TLS_PROTOCOLS_DEFAULT	"tlsv1.2,tlsv1.3"
+#define CONF_SESSION_LIFETIME_DEFAULT	7200	/* seconds: 2 hours */
 
 struct conf_cidr {
 	int	family;		/* AF_INET or AF_INET6 */
@@ -88,6 +101,7 @@ struct conf {
 	double	timeout_drain;		/* finishing after EOF or SIGTERM: default 30 */
 
 	int	max_sessions;		/* default 1000 */
+	int	max_sessions_per_ip;	/* 0 (default): no per-address cap */
 
 	/* Authorization-phase policy (STLS issue). */
 	bool			require_tls;	/* default true */
@@ -95,6 +109,18 @@ struct conf {
 	int			nplaintext_allow;
 	int			max_auth_errors;	/* default 3 */
 	int			sasl_line_max;		/* default 8192 */
+
+	/* TLS policy. The strings are passed to libtls as written and were
+	 * checked by it at load time; NULL means libtls' default. */
+	uint32_t		tls_protocols;	/* TLS_PROTOCOL_* bits */
+	char			*tls_protocols_text;
+	char			*tls_ciphers;
+	char			*tls_curves;
+	int			 tls_session_lifetime;	/* seconds; 0: off */
+	enum client_cert_mode	 tls_client_cert;
+	char			*tls_client_ca_path;
+	uint8_t			*tls_client_ca;	/* PEM bytes */
+	size_t			 tls_client_ca_len;
 
 	/* Privilege drop (systemd issue); NULL when not set. */
 	char	*user;
@@ -111,8 +137,10 @@ void conf_defaults(struct conf *c);
  * ("path:line: what is wrong", or "path: ..." for whole-file problems such
  * as a missing backend) into err (size errsz). Never exits, never crashes
  * on any input. Checks: keywords, argument counts, addresses, that
- * certificate and key files are readable, and that each key file is not
- * accessible to group or others. The caller owns the result (conf_free).
+ * certificate, key, OCSP and CA files are readable, that each key file is
+ * not accessible to group or others, and that libtls accepts the
+ * tls-protocols, tls-ciphers and tls-curves values (so -n catches them).
+ * The caller owns the result (conf_free).
  */
 struct conf *conf_load(const char *path, char *err, size_t errsz);
 

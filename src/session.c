@@ -228,17 +228,23 @@ capture_pop3_facts(struct session *s)
 static void
 log_summary(struct session *s, const char *reason)
 {
-	char detail[sizeof(s->detail)];
+	char detail[sizeof(s->detail)], sni[128], subject[256];
 	double dur = ev_now(s->d->loop) - s->started;
+	bool resumed;
 
 	log_sanitize(detail, sizeof(detail), s->detail, strlen(s->detail));
+	/* TLS facts only once the handshake completed (tls_version set). */
+	tlsconf_conn_facts(s->tls_version[0] ? s->client.io.tls : NULL, sni,
+	    sizeof(sni), subject, sizeof(subject), &resumed);
 	log_info("session=%llu client=%s port=%s listener=%s tls=%s cipher=%s "
+	    "servername=%s resumed=%s client_cert=\"%s\" "
 	    "stls=%s login=%s auth_refused=%s user=\"%s\" from_client=%llu "
 	    "to_client=%llu duration=%.3f reason=%s%s%s%s",
 	    (unsigned long long)s->id, s->peer_addr, s->peer_port,
 	    listen_kind_name(s->kind),
 	    s->tls_version[0] ? s->tls_version : "none",
 	    s->tls_cipher[0] ? s->tls_cipher : "none",
+	    sni, resumed ? "yes" : "no", subject,
 	    s->stls_used ? "yes" : "no", s->logged_in ? "yes" : "no",
 	    s->auth_refused ? "yes" : "no", s->user[0] ? s->user : "-",
 	    (unsigned long long)s->client.bytes_read,
@@ -266,6 +272,7 @@ session_close(struct session *s, const char *reason)
 	tls_server_unref(s->tls_srv);
 	TAILQ_REMOVE(&d->sessions, s, entry);
 	d->nsessions--;
+	popsd_peer_closed(d, s->peer_addr);
 	conf_unref(s->conf);
 	free(s);
 	popsd_session_closed(d);
@@ -546,7 +553,7 @@ client_source(struct session *s)
 	return &s->bin;
 }
 
-/* mediate_events: act on POP3_EV_* bits. Returns false if closed. */
+/* mediate_events: act on POP3_EV_* bits. */
 static void
 mediate_events(struct session *s, int ev)
 {
@@ -571,22 +578,29 @@ mediate_events(struct session *s, int ev)
 	}
 }
 
-static int
-mediate(struct session *s)
+/*
+ * mediate: let the mediator act on what arrived. Both directions are
+ * offered on every round, even with empty input: a reply the mediator
+ * queued while an output buffer was full goes out once it has drained.
+ */
+static void
+mediate(struct session *s, bool client_ended, bool backend_ended)
 {
-	int ev = 0;
+	int ev;
 
 	if (s->pop3 == NULL)
-		return 0;
-	if (!buf_empty(&s->bin))
-		ev |= pop3_backend_input(s->pop3, &s->bin, &s->to_client);
-	if (s->pop3 != NULL && !(ev & (POP3_EV_SPLICE | POP3_EV_CLOSE)) &&
-	    !buf_empty(&s->cin))
+		return;
+	ev = pop3_backend_input(s->pop3, &s->bin, &s->to_client);
+	if (backend_ended)
+		ev |= pop3_backend_eof(s->pop3, &s->to_client);
+	if (!(ev & (POP3_EV_SPLICE | POP3_EV_CLOSE))) {
 		ev |= pop3_client_input(s->pop3, &s->cin, &s->to_backend,
 		    &s->to_client);
+		if (client_ended)
+			ev |= pop3_client_eof(s->pop3, &s->to_client);
+	}
 	if (ev)
 		mediate_events(s, ev);
-	return ev;
 }
 
 /* relay_io: one round of reads and writes; returns bytes moved, or -1
@@ -616,7 +630,7 @@ relay_io(struct session *s)
 	if (s->bin.len > 0 || s->backend.bytes_read > 0)
 		s->greeted = true;
 	if (s->phase == PH_RELAY)
-		mediate(s);
+		mediate(s, s->client.eof && !ceof, s->backend.eof && !beof);
 	moved += do_write(&s->backend, backend_source(s), &failed);
 	if (failed) {
 		note_detail(s, "backend", &s->backend.io);
@@ -906,6 +920,8 @@ session_new(struct popsd *d, enum listen_kind kind, int fd)
 	endpoint_init(s, &s->backend, -1);
 	buf_init(&s->cin, SESSION_BUF_SIZE);
 	buf_init(&s->to_backend, SESSION_BUF_SIZE);
+	/* Client-to-backend bytes include passwords: wiped before reuse. */
+	s->cin.secret = s->to_backend.secret = true;
 	buf_init(&s->bin, SESSION_BUF_SIZE);
 	buf_init(&s->to_client, SESSION_BUF_SIZE);
 	ev_timer_init(&s->timer, timer_cb, 0, 0);

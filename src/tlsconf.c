@@ -1,11 +1,19 @@
-/* tlsconf.c — turn certificates and keys in memory into a server context. */
+/*
+ * tlsconf.c — turn the configuration's certificates, keys, OCSP staples
+ * and TLS policy into a server context; make and rotate ticket keys.
+ */
 #include "tlsconf.h"
 
+#include <sys/random.h>
+
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <tls.h>
 
 #include "conf.h"
+#include "log.h"
 
 static int
 add_keypairs(struct tls_config *cfg, const struct conf *c, char *err,
@@ -16,12 +24,15 @@ add_keypairs(struct tls_config *cfg, const struct conf *c, char *err,
 
 	for (i = 0; i < c->nkeypairs; i++) {
 		kp = &c->keypairs[i];
+		/* A NULL staple is no staple: the _ocsp_ calls cover both. */
 		if (i == 0)
-			rv = tls_config_set_keypair_mem(cfg, kp->cert,
-			    kp->cert_len, kp->key, kp->key_len);
+			rv = tls_config_set_keypair_ocsp_mem(cfg, kp->cert,
+			    kp->cert_len, kp->key, kp->key_len, kp->ocsp,
+			    kp->ocsp_len);
 		else
-			rv = tls_config_add_keypair_mem(cfg, kp->cert,
-			    kp->cert_len, kp->key, kp->key_len);
+			rv = tls_config_add_keypair_ocsp_mem(cfg, kp->cert,
+			    kp->cert_len, kp->key, kp->key_len, kp->ocsp,
+			    kp->ocsp_len);
 		if (rv == -1) {
 			snprintf(err, errsz, "certificate %s / key %s: %s",
 			    kp->cert_path, kp->key_path, tls_config_error(cfg));
@@ -31,49 +42,199 @@ add_keypairs(struct tls_config *cfg, const struct conf *c, char *err,
 	return 0;
 }
 
-static struct tls *
-server_ctx(const struct conf *c, char *err, size_t errsz)
+/* policy: protocols, ciphers, curves and client certificates. The values
+ * were accepted by libtls at load time; a failure here is still reported. */
+static int
+set_policy(struct tls_config *cfg, const struct conf *c, char *err,
+    size_t errsz)
 {
+	const char *what = NULL;
+
+	if (tls_config_set_protocols(cfg, c->tls_protocols) == -1)
+		what = "tls-protocols";
+	else if (c->tls_ciphers != NULL &&
+	    tls_config_set_ciphers(cfg, c->tls_ciphers) == -1)
+		what = "tls-ciphers";
+	else if (c->tls_curves != NULL &&
+	    tls_config_set_ecdhecurves(cfg, c->tls_curves) == -1)
+		what = "tls-curves";
+	else if (c->tls_client_cert != CLIENT_CERT_NONE &&
+	    tls_config_set_ca_mem(cfg, c->tls_client_ca,
+	    c->tls_client_ca_len) == -1)
+		what = "tls-client-ca";
+	if (what != NULL) {
+		snprintf(err, errsz, "%s: %s", what, tls_config_error(cfg));
+		return -1;
+	}
+	if (c->tls_client_cert == CLIENT_CERT_REQUIRED)
+		tls_config_verify_client(cfg);
+	else if (c->tls_client_cert == CLIENT_CERT_OPTIONAL)
+		tls_config_verify_client_optional(cfg);
+	return 0;
+}
+
+/* fill_random: len bytes from the kernel's CSPRNG; 0 or -1. */
+static int
+fill_random(void *p, size_t len)
+{
+	ssize_t n;
+
+	/* Up to 256 bytes come whole once the pool is initialised. */
+	do
+		n = getrandom(p, len, 0);
+	while (n == -1 && errno == EINTR);
+	return n == (ssize_t)len ? 0 : -1;
+}
+
+/* next_rev: a key name libtls has not seen in this process; never 0,
+ * which would collide with its empty slots. */
+static uint32_t
+next_rev(struct ticket_keys *tk)
+{
+	if (++tk->last_rev == 0)
+		tk->last_rev = 1;
+	return tk->last_rev;
+}
+
+/* new_key: append a fresh key to tk, dropping the oldest when full. */
+static int
+new_key(struct ticket_keys *tk, char *err, size_t errsz)
+{
+	uint8_t key[TICKET_KEY_SIZE];
+
+	if (fill_random(key, sizeof(key)) == -1) {
+		snprintf(err, errsz, "getrandom: %s", strerror(errno));
+		return -1;
+	}
+	if (tk->n == TICKET_KEYS) {
+		memmove(tk->key[0], tk->key[1], sizeof(tk->key[0]) *
+		    (TICKET_KEYS - 1));
+		memmove(&tk->rev[0], &tk->rev[1], sizeof(tk->rev[0]) *
+		    (TICKET_KEYS - 1));
+		tk->n--;
+	}
+	memcpy(tk->key[tk->n], key, sizeof(key));
+	tk->rev[tk->n] = next_rev(tk);
+	tk->n++;
+	explicit_bzero(key, sizeof(key));
+	return 0;
+}
+
+/*
+ * set_resumption: session lifetime, the process-wide session id context,
+ * and every ticket key oldest first (libtls encrypts with the last added
+ * and decrypts with any of its four).
+ */
+static int
+set_resumption(struct tls_config *cfg, const struct conf *c,
+    struct ticket_keys *tk, char *err, size_t errsz)
+{
+	int i;
+
+	if (c->tls_session_lifetime == 0)
+		return 0;
+	if (!tk->have_session_id) {
+		if (fill_random(tk->session_id, sizeof(tk->session_id)) == -1 ||
+		    fill_random(&tk->last_rev, sizeof(tk->last_rev)) == -1) {
+			snprintf(err, errsz, "getrandom: %s", strerror(errno));
+			return -1;
+		}
+		tk->have_session_id = true;
+	}
+	if (tk->n == 0 && new_key(tk, err, errsz) == -1)
+		return -1;
+	if (tls_config_set_session_lifetime(cfg, c->tls_session_lifetime) == -1 ||
+	    tls_config_set_session_id(cfg, tk->session_id,
+	    sizeof(tk->session_id)) == -1)
+		goto fail;
+	for (i = 0; i < tk->n; i++)
+		if (tls_config_add_ticket_key(cfg, tk->rev[i], tk->key[i],
+		    sizeof(tk->key[i])) == -1)
+			goto fail;
+	return 0;
+fail:
+	snprintf(err, errsz, "session resumption: %s", tls_config_error(cfg));
+	return -1;
+}
+
+/*
+ * blame_keypair: libtls reads keys only in tls_configure(), and its error
+ * ("failed to read private key") does not say which pair. On that path
+ * only, configure each pair alone to name the first one that fails.
+ * Returns 0 if one was found and described in err.
+ */
+static int
+blame_keypair(const struct conf *c, char *err, size_t errsz)
+{
+	const struct conf_keypair *kp;
 	struct tls_config *cfg;
+	struct tls *ctx;
+	int i, found = -1;
+
+	for (i = 0; i < c->nkeypairs && found == -1; i++) {
+		kp = &c->keypairs[i];
+		if ((cfg = tls_config_new()) == NULL)
+			break;
+		if ((ctx = tls_server()) != NULL &&
+		    (tls_config_set_keypair_ocsp_mem(cfg, kp->cert, kp->cert_len,
+		    kp->key, kp->key_len, kp->ocsp, kp->ocsp_len) == -1 ||
+		    tls_configure(ctx, cfg) == -1)) {
+			snprintf(err, errsz, "certificate %s / key %s: %s",
+			    kp->cert_path, kp->key_path, tls_error(ctx) ?
+			    tls_error(ctx) : tls_config_error(cfg));
+			found = 0;
+		}
+		tls_free(ctx);
+		tls_config_clear_keys(cfg);
+		tls_config_free(cfg);
+	}
+	return found;
+}
+
+static struct tls *
+server_ctx(const struct conf *c, struct tls_config *cfg,
+    struct ticket_keys *tk, char *err, size_t errsz)
+{
 	struct tls *ctx = NULL;
 
-	err[0] = '\0';
-	if ((cfg = tls_config_new()) == NULL) {
-		snprintf(err, errsz, "tls_config_new: out of memory");
-		return NULL;
-	}
-	if (tls_config_set_protocols(cfg, TLS_PROTOCOLS_DEFAULT) == -1 ||
-	    add_keypairs(cfg, c, err, errsz) == -1)
-		goto fail;
+	if (set_policy(cfg, c, err, errsz) == -1 ||
+	    add_keypairs(cfg, c, err, errsz) == -1 ||
+	    set_resumption(cfg, c, tk, err, errsz) == -1)
+		goto done;
 	if ((ctx = tls_server()) == NULL) {
 		snprintf(err, errsz, "tls_server: out of memory");
-		goto fail;
+		goto done;
 	}
 	if (tls_configure(ctx, cfg) == -1) {
-		snprintf(err, errsz, "TLS setup: %s", tls_error(ctx));
+		if (blame_keypair(c, err, errsz) == -1)
+			snprintf(err, errsz, "TLS setup: %s", tls_error(ctx));
 		tls_free(ctx);
 		ctx = NULL;
-		goto fail;
 	}
-fail:
-	if (ctx == NULL && err[0] == '\0')
-		snprintf(err, errsz, "TLS setup: %s", tls_config_error(cfg));
+done:
 	/* The context holds its own copy; do not leave another in memory. */
 	tls_config_clear_keys(cfg);
-	tls_config_free(cfg);
 	return ctx;
 }
 
 struct tls_server *
-tlsconf_server(const struct conf *c, char *err, size_t errsz)
+tlsconf_server(const struct conf *c, struct ticket_keys *tk, char *err,
+    size_t errsz)
 {
 	struct tls_server *ts;
 
-	if ((ts = calloc(1, sizeof(*ts))) == NULL) {
+	err[0] = '\0';
+	if ((ts = calloc(1, sizeof(*ts))) == NULL ||
+	    (ts->cfg = tls_config_new()) == NULL) {
 		snprintf(err, errsz, "out of memory");
+		free(ts);
 		return NULL;
 	}
-	if ((ts->ctx = server_ctx(c, err, errsz)) == NULL) {
+	if ((ts->ctx = server_ctx(c, ts->cfg, tk, err, errsz)) == NULL) {
+		if (err[0] == '\0')
+			snprintf(err, errsz, "TLS setup: %s",
+			    tls_config_error(ts->cfg));
+		tls_config_free(ts->cfg);
 		free(ts);
 		return NULL;
 	}
@@ -94,5 +255,74 @@ tls_server_unref(struct tls_server *ts)
 	if (ts == NULL || --ts->refs > 0)
 		return;
 	tls_free(ts->ctx);
+	tls_config_free(ts->cfg);
 	free(ts);
+}
+
+int
+tlsconf_rotate(struct ticket_keys *tk, struct tls_server *ts, char *err,
+    size_t errsz)
+{
+	struct ticket_keys saved = *tk;
+	int last;
+
+	if (new_key(tk, err, errsz) == -1)
+		goto fail;
+	last = tk->n - 1;
+	if (ts != NULL && tls_config_add_ticket_key(ts->cfg, tk->rev[last],
+	    tk->key[last], sizeof(tk->key[last])) == -1) {
+		snprintf(err, errsz, "tls_config_add_ticket_key: %s",
+		    tls_config_error(ts->cfg));
+		*tk = saved;
+		goto fail;
+	}
+	explicit_bzero(&saved, sizeof(saved));
+	return 0;
+fail:
+	explicit_bzero(&saved, sizeof(saved));
+	return -1;
+}
+
+double
+tlsconf_rotate_interval(const struct conf *c)
+{
+	/* Four keys, one new per quarter: a key encrypts for a quarter of
+	 * the lifetime and is gone when the lifetime has passed, so a ticket
+	 * resumes for at least 3/4 of it (libtls itself drops keys older
+	 * than the lifetime). */
+	return c->tls_session_lifetime / (double)TICKET_KEYS;
+}
+
+void
+tlsconf_wipe_keys(struct ticket_keys *tk)
+{
+	explicit_bzero(tk, sizeof(*tk));
+}
+
+/* fact: sanitized s, or "-"; spaces too become '?' when bare is set,
+ * for a value logged without quotes. */
+static void
+fact(char *dst, size_t dstsz, const char *s, bool bare)
+{
+	char *p;
+
+	if (s == NULL || *s == '\0')
+		s = "-";
+	log_sanitize(dst, dstsz, s, strlen(s));
+	if (bare)
+		for (p = dst; *p != '\0'; p++)
+			if (*p == ' ')
+				*p = '?';
+}
+
+void
+tlsconf_conn_facts(struct tls *t, char *sni, size_t snisz, char *subject,
+    size_t subjectsz, bool *resumed)
+{
+	fact(sni, snisz, t ? tls_conn_servername(t) : NULL, true);
+	/* libtls verified it (optional or required) before the handshake
+	 * completed; a certificate that did not verify ended the session. */
+	fact(subject, subjectsz, t && tls_peer_cert_provided(t) ?
+	    tls_peer_cert_subject(t) : NULL, false);
+	*resumed = t != NULL && tls_conn_session_resumed(t) == 1;
 }

@@ -1,35 +1,97 @@
 /*
- * tlsconf.h — libtls server contexts built from a struct conf.
+ * tlsconf.h — libtls server contexts built from a struct conf, and the
+ * session ticket keys they share.
  *
  * A server context is reference counted: the daemon holds the current one,
  * and every session that accepted TLS with it holds it until the session
  * ends. libtls' SNI callback dereferences the server context during a
  * handshake, so a context replaced by a reload must outlive the sessions
  * still using it.
+ *
+ * Session tickets (RFC 5077, and TLS 1.3 resumption) are encrypted with
+ * keys popsd makes itself (getrandom) and keeps in a struct ticket_keys in
+ * the daemon's state. Every server context gets all of them, so a ticket
+ * issued before a reload still resumes after it; a timer adds a new key
+ * every quarter of tls-session-lifetime and the oldest of the four falls
+ * out, so no key lives longer than the lifetime.
  */
 #ifndef POPSD_TLSCONF_H
 #define POPSD_TLSCONF_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct conf;
 struct tls;
+struct tls_config;
+
+/* libtls keeps this many ticket keys (TLS_NUM_TICKETS) of this size
+ * (TLS_TICKET_KEY_SIZE: AES-256 key and HMAC-SHA256 key). */
+#define TICKET_KEYS		4
+#define TICKET_KEY_SIZE		48
+#define TICKET_SESSION_ID_SIZE	32
+
+struct ticket_keys {
+	uint8_t		key[TICKET_KEYS][TICKET_KEY_SIZE]; /* oldest first */
+	uint32_t	rev[TICKET_KEYS];	/* libtls key names */
+	int		n;
+	uint32_t	last_rev;
+	/* The TLS session id context: the same for every server context of
+	 * this process, or tickets from before a reload would not match. */
+	uint8_t		session_id[TICKET_SESSION_ID_SIZE];
+	bool		have_session_id;
+};
 
 struct tls_server {
-	struct tls	*ctx;
-	int		 refs;
+	struct tls		*ctx;
+	/* The config the context was made from: libtls shares it with the
+	 * context and its connections (refcounted), so a ticket key added
+	 * to it serves the next handshake. Keys were cleared from it. */
+	struct tls_config	*cfg;
+	int			 refs;
 };
 
 /*
- * tlsconf_server: a configured server context (refs 1) for c's certificate
- * and key pairs (the first is the default; the others are chosen by SNI),
- * TLS 1.2 and 1.3. Key material is wiped from the intermediate tls_config
- * once the context holds it. Returns NULL with the reason in err.
+ * tlsconf_server: a configured server context (refs 1) for c: its
+ * certificate and key pairs (the first is the default; the others are
+ * chosen by SNI) each with its OCSP staple, the tls-* policy, client
+ * certificate verification, and, when c->tls_session_lifetime > 0, the
+ * session lifetime and every key of tk (making the first key if tk has
+ * none). Key material is wiped from the config once the context holds it.
+ * Returns NULL with the reason in err.
  */
-struct tls_server *tlsconf_server(const struct conf *c, char *err, size_t errsz);
+struct tls_server *tlsconf_server(const struct conf *c, struct ticket_keys *tk,
+    char *err, size_t errsz);
 
 /* tls_server_ref / tls_server_unref: the last unref frees. NULL ok. */
 struct tls_server *tls_server_ref(struct tls_server *ts);
 void	tls_server_unref(struct tls_server *ts);
+
+/*
+ * tlsconf_rotate: make a new ticket key, keep it in tk (the oldest of
+ * TICKET_KEYS falls out) and give it to ts (may be NULL), where it
+ * encrypts new tickets from the next handshake on while the older keys
+ * still decrypt. Returns 0, or -1 with the reason in err (tk unchanged).
+ */
+int	tlsconf_rotate(struct ticket_keys *tk, struct tls_server *ts,
+	    char *err, size_t errsz);
+
+/* tlsconf_rotate_interval: seconds between rotations for c, 0 if
+ * resumption is off. */
+double	tlsconf_rotate_interval(const struct conf *c);
+
+/* tlsconf_wipe_keys: forget every ticket key (explicit_bzero). */
+void	tlsconf_wipe_keys(struct ticket_keys *tk);
+
+/*
+ * tlsconf_conn_facts: what the session summary line says about a client
+ * TLS connection whose handshake completed (t may be NULL: no TLS): the
+ * server name the client asked for (SNI) and the subject of its verified
+ * certificate, both sanitized for a log line ("-" when there is none),
+ * and whether the session was resumed.
+ */
+void	tlsconf_conn_facts(struct tls *t, char *sni, size_t snisz,
+	    char *subject, size_t subjectsz, bool *resumed);
 
 #endif

@@ -91,6 +91,21 @@ else
 fi
 passed=$((passed + p)) failed=$((failed + f)) skipped=$((skipped + s))
 
+# Tiers that are one make target each: one pass or one failure apiece.
+target_tier() {
+	name=$1
+	shift
+	if run "$name" make "$@"; then
+		passed=$((passed + 1))
+		note "$name: ok (make $*)"
+	else
+		failed=$((failed + 1))
+		note "$name: FAILED (make $*)"
+	fi
+}
+target_tier man lint-man
+target_tier fuzz fuzz-replay
+
 echo
 echo "=== summary ($(($(date +%s) - t0))s)"
 printf '%s' "$summary"

@@ -14,7 +14,8 @@ PKGS="gcc make pkg-config libtls-dev libev-dev libcmocka-dev
 dovecot-core dovecot-pop3d
 python3 python3-pytest
 curl openssl mpop fetchmail socat mandoc
-clang libclang-rt-dev valgrind procps"
+clang libclang-rt-dev valgrind procps
+systemd liblockfile1"
 
 installed() {
 	dpkg-query -W -f='${Status}\n' "$1" 2>/dev/null | grep -q '^install ok installed$'

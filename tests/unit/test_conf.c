@@ -21,6 +21,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <tls.h>
+
 #include "conf.h"
 
 #define CERT_PEM "-----BEGIN CERTIFICATE-----\nMIIBfake\n" \
@@ -29,6 +31,8 @@
 		 "-----END PRIVATE KEY-----\n"
 #define ECKEY_PEM "-----BEGIN EC PRIVATE KEY-----\nMHcfake\n" \
 		 "-----END EC PRIVATE KEY-----\n"
+/* The start of a DER OCSPResponse: SEQUENCE, ENUMERATED successful. */
+#define OCSP_DER "\x30\x03\x0a\x01\x01"
 
 static char dir[64];
 static char cfpath[128];
@@ -49,6 +53,10 @@ static const struct fixture {
 	{ "notcert.pem", "hello\n", 0644 },
 	{ "notkey.pem", CERT_PEM, 0600 },
 	{ "big.pem", "", 0644 },
+	{ "staple.der", OCSP_DER, 0644 },
+	{ "staple.pem", "-----BEGIN OCSP RESPONSE-----\n", 0644 },
+	{ "empty.der", "", 0644 },
+	{ "ca.pem", CERT_PEM CERT_PEM, 0644 },
 };
 
 static void
@@ -300,6 +308,7 @@ check_good(const struct conf *c)
 
 	assert_int_equal(c->max_auth_errors, 5);
 	assert_int_equal(c->sasl_line_max, 256);
+	assert_int_equal(c->max_sessions_per_ip, 0);
 	assert_string_equal(c->user, "_popsd");
 	assert_string_equal(c->group, "pop \"d\\");
 	assert_string_equal(c->chroot_dir, "/var/empty");
@@ -353,6 +362,14 @@ check_defaults(const struct conf *c)
 	assert_int_equal(c->nplaintext_allow, 0);
 	assert_int_equal(c->max_auth_errors, 3);
 	assert_int_equal(c->sasl_line_max, 8192);
+	assert_int_equal(c->max_sessions_per_ip, 0);
+	assert_int_equal(c->tls_protocols, TLS_PROTOCOLS_DEFAULT);
+	assert_null(c->tls_protocols_text);
+	assert_null(c->tls_ciphers);
+	assert_null(c->tls_curves);
+	assert_int_equal(c->tls_session_lifetime, 7200);
+	assert_int_equal(c->tls_client_cert, CLIENT_CERT_NONE);
+	assert_null(c->tls_client_ca);
 	assert_null(c->user);
 	assert_null(c->group);
 	assert_null(c->chroot_dir);
@@ -550,6 +567,84 @@ static const struct errcase {
 	{ "chroot /a\nchroot /b\n", 2, "chroot: given more than once" },
 	{ "user \"\"\n", 1, "user: must not be empty" },
 
+	/* max-sessions-per-ip. */
+	{ "max-sessions-per-ip\n", 1,
+	    "max-sessions-per-ip: expected \"max-sessions-per-ip N\"" },
+	{ "max-sessions-per-ip -1\n", 1,
+	    "max-sessions-per-ip: \"-1\" is not a number from 0 to 1000000" },
+	{ "max-sessions-per-ip 1000001\n", 1, "from 0 to 1000000" },
+	{ "max-sessions-per-ip ten\n", 1, "is not a number" },
+
+	/* ocsp-staple. */
+	{ "ocsp-staple\n", 1, "ocsp-staple: expected \"ocsp-staple PATH\"" },
+	{ "ocsp-staple @D@/staple.der\n", 1,
+	    "ocsp-staple: must follow a certificate and its key" },
+	{ "certificate @D@/cert.pem\nocsp-staple @D@/staple.der\n", 2,
+	    "ocsp-staple: must follow a certificate and its key" },
+	{ "certificate @D@/cert.pem\nkey @D@/key.pem\n"
+	    "ocsp-staple @D@/staple.der\nocsp-staple @D@/staple.der\n", 4,
+	    "ocsp-staple: certificate \"@D@/cert.pem\" already has one" },
+	{ "certificate @D@/cert.pem\nkey @D@/key.pem\n"
+	    "ocsp-staple @D@/nope.der\n", 3,
+	    "cannot read OCSP response \"@D@/nope.der\": No such file" },
+	{ "certificate @D@/cert.pem\nkey @D@/key.pem\n"
+	    "ocsp-staple @D@/staple.pem\n", 3,
+	    "ocsp-staple: \"@D@/staple.pem\" is not a DER OCSP response" },
+	{ "certificate @D@/cert.pem\nkey @D@/key.pem\n"
+	    "ocsp-staple @D@/empty.der\n", 3, "is not a DER OCSP response" },
+	{ "certificate @D@/cert.pem\nkey @D@/key.pem\n"
+	    "ocsp-staple @D@/big.pem\n", 3, "is larger than" },
+
+	/* TLS policy: libtls judges the values, with the line number. */
+	{ "tls-protocols\n", 1,
+	    "tls-protocols: expected \"tls-protocols PROTOCOLS\"" },
+	{ "tls-protocols tlsv1.4\n", 1,
+	    "tls-protocols: bad protocol list \"tlsv1.4\"" },
+	{ "tls-protocols \"\"\n", 1, "bad protocol list \"\"" },
+	{ "tls-protocols tlsv1.2,,tlsv1.3\n", 1, "bad protocol list" },
+	{ "tls-protocols secure\ntls-protocols all\n", 2,
+	    "tls-protocols: given more than once" },
+	{ "tls-ciphers\n", 1, "tls-ciphers: expected \"tls-ciphers CIPHERS\"" },
+	{ "\ntls-ciphers bogus\n", 2,
+	    "tls-ciphers: libtls refuses \"bogus\": no ciphers for 'bogus'" },
+	{ "tls-ciphers \"\"\n", 1, "tls-ciphers: libtls refuses \"\"" },
+	{ "tls-ciphers secure\ntls-ciphers compat\n", 2,
+	    "tls-ciphers: given more than once" },
+	{ "tls-curves X25519 P-256\n", 1,
+	    "tls-curves: expected \"tls-curves CURVES\"" },
+	{ "tls-curves P-999\n", 1,
+	    "tls-curves: libtls refuses \"P-999\": invalid ecdhe curve" },
+	{ "tls-curves X25519\ntls-curves P-256\n", 2,
+	    "tls-curves: given more than once" },
+	{ "tls-session-lifetime\n", 1, "tls-session-lifetime: expected" },
+	{ "tls-session-lifetime 3s\n", 1,
+	    "tls-session-lifetime: bad duration \"3s\" (expected \"off\" "
+	    "or 4s to 24h)" },
+	{ "tls-session-lifetime 25h\n", 1, "bad duration \"25h\"" },
+	{ "tls-session-lifetime on\n", 1, "bad duration \"on\"" },
+	{ "tls-session-lifetime 0\n", 1, "bad duration \"0\"" },
+	{ "tls-client-cert maybe\n", 1,
+	    "tls-client-cert: expected \"none\", \"optional\" or "
+	    "\"required\", not \"maybe\"" },
+	{ "tls-client-cert none\ntls-client-cert none\n", 2,
+	    "tls-client-cert: given more than once" },
+	{ "tls-client-ca\n", 1, "tls-client-ca: expected" },
+	{ "tls-client-ca @D@/nope.pem\n", 1,
+	    "cannot read CA file \"@D@/nope.pem\": No such file" },
+	{ "tls-client-ca @D@/notcert.pem\n", 1,
+	    "tls-client-ca: \"@D@/notcert.pem\" holds no PEM certificate" },
+	{ "tls-client-ca @D@/ca.pem\ntls-client-ca @D@/ca.pem\n", 2,
+	    "tls-client-ca: given more than once" },
+	/* The pair must make sense as a whole, reported where it is. */
+	{ BASE "\ntls-client-cert required\n", 6,
+	    "tls-client-cert required needs a tls-client-ca file" },
+	{ BASE "tls-client-cert optional\n", 5,
+	    "tls-client-cert optional needs a tls-client-ca file" },
+	{ BASE "tls-client-ca @D@/ca.pem\n", 5,
+	    "tls-client-ca has no effect without \"tls-client-cert optional\"" },
+	{ BASE "tls-client-ca @D@/ca.pem\ntls-client-cert none\n", 5,
+	    "tls-client-ca has no effect" },
+
 	/* An error after a good prefix is still reported at its line. */
 	{ BASE "max-sessions 5\nlisten pop3 *:995\n", 6, "duplicate address" },
 };
@@ -563,6 +658,113 @@ test_errors(void **state)
 	for (i = 0; i < sizeof(errcases) / sizeof(errcases[0]); i++)
 		expect_error(errcases[i].text, errcases[i].line,
 		    errcases[i].want);
+}
+
+/* The TLS operations directives: what each good line sets. */
+static void
+test_tls_directives(void **state)
+{
+	static const struct {
+		const char	*text;		/* after BASE */
+		uint32_t	 protocols;
+		const char	*ciphers;	/* NULL: not set */
+		const char	*curves;
+		int		 lifetime;
+		enum client_cert_mode cc;
+		int		 per_ip;
+	} cases[] = {
+		{ "", TLS_PROTOCOL_TLSv1_2 | TLS_PROTOCOL_TLSv1_3, NULL, NULL,
+		    7200, CLIENT_CERT_NONE, 0 },
+		{ "tls-protocols tlsv1.3\n", TLS_PROTOCOL_TLSv1_3, NULL, NULL,
+		    7200, CLIENT_CERT_NONE, 0 },
+		{ "tls-protocols secure\n", TLS_PROTOCOLS_DEFAULT, NULL, NULL,
+		    7200, CLIENT_CERT_NONE, 0 },
+		{ "tls-protocols \"tlsv1.1,tlsv1.2\"\n",
+		    TLS_PROTOCOL_TLSv1_1 | TLS_PROTOCOL_TLSv1_2, NULL, NULL,
+		    7200, CLIENT_CERT_NONE, 0 },
+		{ "tls-ciphers compat\ntls-curves X25519,P-256\n",
+		    TLS_PROTOCOLS_DEFAULT, "compat", "X25519,P-256", 7200,
+		    CLIENT_CERT_NONE, 0 },
+		{ "tls-ciphers ECDHE-ECDSA-AES128-GCM-SHA256:HIGH:!aNULL\n",
+		    TLS_PROTOCOLS_DEFAULT,
+		    "ECDHE-ECDSA-AES128-GCM-SHA256:HIGH:!aNULL", NULL, 7200,
+		    CLIENT_CERT_NONE, 0 },
+		{ "tls-session-lifetime off\n", TLS_PROTOCOLS_DEFAULT, NULL,
+		    NULL, 0, CLIENT_CERT_NONE, 0 },
+		{ "tls-session-lifetime 4s\n", TLS_PROTOCOLS_DEFAULT, NULL,
+		    NULL, 4, CLIENT_CERT_NONE, 0 },
+		{ "tls-session-lifetime 24h\n", TLS_PROTOCOLS_DEFAULT, NULL,
+		    NULL, 86400, CLIENT_CERT_NONE, 0 },
+		{ "tls-session-lifetime 90.9\n", TLS_PROTOCOLS_DEFAULT, NULL,
+		    NULL, 90, CLIENT_CERT_NONE, 0 },
+		{ "tls-client-cert optional\ntls-client-ca @D@/ca.pem\n",
+		    TLS_PROTOCOLS_DEFAULT, NULL, NULL, 7200,
+		    CLIENT_CERT_OPTIONAL, 0 },
+		{ "tls-client-ca @D@/ca.pem\ntls-client-cert required\n",
+		    TLS_PROTOCOLS_DEFAULT, NULL, NULL, 7200,
+		    CLIENT_CERT_REQUIRED, 0 },
+		{ "tls-client-cert none\n", TLS_PROTOCOLS_DEFAULT, NULL, NULL,
+		    7200, CLIENT_CERT_NONE, 0 },
+		{ "max-sessions-per-ip 0\n", TLS_PROTOCOLS_DEFAULT, NULL, NULL,
+		    7200, CLIENT_CERT_NONE, 0 },
+		{ "max-sessions-per-ip 16\n", TLS_PROTOCOLS_DEFAULT, NULL, NULL,
+		    7200, CLIENT_CERT_NONE, 16 },
+	};
+	char text[1024];
+	struct conf *c;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		snprintf(text, sizeof(text), "%s%s", BASE, cases[i].text);
+		if ((c = load(text)) == NULL)
+			fail_msg("case %zu: %s", i, errbuf);
+		assert_int_equal(c->tls_protocols, cases[i].protocols);
+		if (cases[i].ciphers == NULL)
+			assert_null(c->tls_ciphers);
+		else
+			assert_string_equal(c->tls_ciphers, cases[i].ciphers);
+		if (cases[i].curves == NULL)
+			assert_null(c->tls_curves);
+		else
+			assert_string_equal(c->tls_curves, cases[i].curves);
+		assert_int_equal(c->tls_session_lifetime, cases[i].lifetime);
+		assert_int_equal(c->tls_client_cert, cases[i].cc);
+		if (cases[i].cc == CLIENT_CERT_NONE)
+			assert_null(c->tls_client_ca);
+		else
+			assert_int_equal(c->tls_client_ca_len,
+			    2 * strlen(CERT_PEM));
+		assert_int_equal(c->max_sessions_per_ip, cases[i].per_ip);
+		conf_free(c);
+	}
+}
+
+/* Each OCSP staple belongs to the pair just before it. */
+static void
+test_ocsp_staple(void **state)
+{
+	char path[256];
+	struct conf *c;
+
+	(void)state;
+	c = load(BASE "ocsp-staple @D@/staple.der\n"
+	    "certificate \"@D@/cert2 with space.pem\"\nkey @D@/ec.key\n"
+	    "certificate @D@/cert.pem\nkey @D@/key.pem\n"
+	    "ocsp-staple \"@D@/staple.der\"\n");
+	if (c == NULL)
+		fail_msg("%s", errbuf);
+	assert_int_equal(c->nkeypairs, 3);
+	path_in_dir(path, sizeof(path), "staple.der");
+	assert_string_equal(c->keypairs[0].ocsp_path, path);
+	assert_int_equal(c->keypairs[0].ocsp_len, sizeof(OCSP_DER) - 1);
+	assert_memory_equal(c->keypairs[0].ocsp, OCSP_DER,
+	    sizeof(OCSP_DER) - 1);
+	assert_null(c->keypairs[1].ocsp_path);
+	assert_null(c->keypairs[1].ocsp);
+	assert_int_equal(c->keypairs[1].ocsp_len, 0);
+	assert_string_equal(c->keypairs[2].ocsp_path, path);
+	conf_free(c);
 }
 
 /* A key at 0600 or 0400 is fine where 0640 was refused. */
@@ -885,6 +1087,8 @@ main(void)
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_backend_numeric),
 		cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_tls_directives),
+		cmocka_unit_test(test_ocsp_staple),
 		cmocka_unit_test(test_key_modes),
 		cmocka_unit_test(test_missing_file),
 		cmocka_unit_test(test_long_lines),
