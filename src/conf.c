@@ -38,6 +38,7 @@ struct parser {
 	size_t		 errsz;
 	struct conf	*c;
 	int		 backend_line;
+	int		 proxy_line;	/* last backend-proxy-protocol */
 	int		 cert_line;	/* certificate waiting for its key, or 0 */
 	int		 client_cert_line; /* tls-client-cert, or 0 */
 	int		 client_ca_line;   /* tls-client-ca, or 0 */
@@ -57,7 +58,15 @@ static void	perr(struct parser *, const char *, ...)
 const char *
 listen_kind_name(enum listen_kind kind)
 {
-	return kind == LISTEN_POP3S ? "pop3s" : "pop3";
+	switch (kind) {
+	case LISTEN_POP3S:
+		return "pop3s";
+	case LISTEN_POP3:
+		return "pop3";
+	case LISTEN_TLS:
+		return "tls";
+	}
+	return "?";
 }
 
 /* Every failure ends here: "path:line: msg", or "path: msg" outside a line. */
@@ -259,8 +268,11 @@ do_listen(struct parser *p, int argc, char **argv)
 		l->kind = LISTEN_POP3S;
 	else if (strcmp(argv[0], "pop3") == 0)
 		l->kind = LISTEN_POP3;
+	else if (strcmp(argv[0], "tls") == 0)
+		l->kind = LISTEN_TLS;
 	else {
-		perr(p, "listen: unknown kind \"%s\" (expected pop3s or pop3)",
+		perr(p, "listen: unknown kind \"%s\" (expected pop3s, pop3 "
+		    "or tls)",
 		    clean(q, sizeof(q), argv[0]));
 		return -1;
 	}
@@ -384,24 +396,63 @@ bad:
 	return -1;
 }
 
+/*
+ * backend_exec: "exec /path/daemon args...": no shell is involved, so the
+ * path must be absolute and executable now (checked again by execve).
+ */
+static int
+backend_exec(struct parser *p, int argc, char **argv)
+{
+	struct conf_backend *b = &p->c->backend;
+	char q[128];
+	int i;
+
+	if (argc < 1 || argc > CONF_MAX_EXEC_ARGS) {
+		perr(p, "backend exec: expected \"backend exec /PATH "
+		    "[ARGUMENTS...]\" (at most %d words)", CONF_MAX_EXEC_ARGS);
+		return -1;
+	}
+	if (argv[0][0] != '/' || access(argv[0], X_OK) == -1) {
+		perr(p, "backend exec: \"%s\" is not an absolute path to an "
+		    "executable file%s%s", clean(q, sizeof(q), argv[0]),
+		    argv[0][0] == '/' ? ": " : "",
+		    argv[0][0] == '/' ? strerror(errno) : "");
+		return -1;
+	}
+	for (i = 0; i < argc; i++)
+		if ((b->argv[i] = strdup(argv[i])) == NULL) {
+			perr(p, "out of memory");
+			return -1;
+		}
+	b->argv[argc] = NULL;
+	b->kind = BACKEND_EXEC;
+	return 0;
+}
+
 static int
 do_backend(struct parser *p, int argc, char **argv)
 {
 	int rv;
 
-	(void)argc;
 	if (p->c->have_backend) {
 		perr(p, "backend: only one backend is allowed (first on "
 		    "line %d)", p->backend_line);
 		return -1;
 	}
-	if (strncmp(argv[0], "unix:", 5) == 0)
+	if (strcmp(argv[0], "exec") == 0)
+		rv = backend_exec(p, argc - 1, argv + 1);
+	else if (argc != 1) {
+		perr(p, "backend: expected \"backend HOST:PORT|unix:/PATH|"
+		    "exec /PATH [ARGUMENTS...]\"");
+		return -1;
+	} else if (strncmp(argv[0], "unix:", 5) == 0)
 		rv = backend_unix(p, argv[0] + 5);
 	else
 		rv = backend_tcp(p, argv[0]);
 	if (rv == -1)
 		return -1;
-	copy(p->c->backend.text, sizeof(p->c->backend.text), argv[0]);
+	copy(p->c->backend.text, sizeof(p->c->backend.text),
+	    p->c->backend.kind == BACKEND_EXEC ? argv[1] : argv[0]);
 	p->c->have_backend = true;
 	p->backend_line = p->line;
 	return 0;
@@ -690,28 +741,63 @@ parse_cidr(const char *s, struct conf_cidr *net)
 	return 0;
 }
 
+/* cidr_list: append networks to a directive's list (repeatable). */
 static int
-do_plaintext_allow(struct parser *p, int argc, char **argv)
+cidr_list(struct parser *p, const char *what, struct conf_cidr *nets,
+    int *n, int argc, char **argv)
 {
-	struct conf *c = p->c;
 	char q[128];
 	int i;
 
 	for (i = 0; i < argc; i++) {
-		if (c->nplaintext_allow == CONF_MAX_CIDR) {
-			perr(p, "plaintext-allow: too many networks (at most "
-			    "%d)", CONF_MAX_CIDR);
+		if (*n == CONF_MAX_CIDR) {
+			perr(p, "%s: too many networks (at most %d)", what,
+			    CONF_MAX_CIDR);
 			return -1;
 		}
-		if (parse_cidr(argv[i],
-		    &c->plaintext_allow[c->nplaintext_allow]) == -1) {
-			perr(p, "plaintext-allow: bad network \"%s\" (expected "
-			    "e.g. 127.0.0.0/8, ::1 or fe80::/10)",
+		if (parse_cidr(argv[i], &nets[*n]) == -1) {
+			perr(p, "%s: bad network \"%s\" (expected e.g. "
+			    "127.0.0.0/8, ::1 or fe80::/10)", what,
 			    clean(q, sizeof(q), argv[i]));
 			return -1;
 		}
-		c->nplaintext_allow++;
+		(*n)++;
 	}
+	return 0;
+}
+
+static int
+do_plaintext_allow(struct parser *p, int argc, char **argv)
+{
+	return cidr_list(p, "plaintext-allow", p->c->plaintext_allow,
+	    &p->c->nplaintext_allow, argc, argv);
+}
+
+static int
+do_accept_proxy(struct parser *p, int argc, char **argv)
+{
+	return cidr_list(p, "accept-proxy-protocol", p->c->accept_proxy,
+	    &p->c->naccept_proxy, argc, argv);
+}
+
+static int
+do_backend_proxy(struct parser *p, int argc, char **argv)
+{
+	char q[64];
+
+	(void)argc;
+	if (strcmp(argv[0], "v1") == 0)
+		p->c->backend.proxy_version = 1;
+	else if (strcmp(argv[0], "v2") == 0)
+		p->c->backend.proxy_version = 2;
+	else if (strcmp(argv[0], "off") == 0)
+		p->c->backend.proxy_version = 0;
+	else {
+		perr(p, "backend-proxy-protocol: expected v1, v2 or off, not "
+		    "\"%s\"", clean(q, sizeof(q), argv[0]));
+		return -1;
+	}
+	p->proxy_line = p->line;
 	return 0;
 }
 
@@ -945,8 +1031,14 @@ do_tls_client_ca(struct parser *p, int argc, char **argv)
 }
 
 static const struct directive directives[] = {
-	{ "listen", 2, 2, "listen pop3s|pop3 ADDRESS:PORT", do_listen },
-	{ "backend", 1, 1, "backend HOST:PORT|unix:/PATH", do_backend },
+	{ "listen", 2, 2, "listen pop3s|pop3|tls ADDRESS:PORT", do_listen },
+	{ "backend", 1, CONF_MAX_EXEC_ARGS + 1,
+	    "backend HOST:PORT|unix:/PATH|exec /PATH [ARGUMENTS...]",
+	    do_backend },
+	{ "backend-proxy-protocol", 1, 1, "backend-proxy-protocol v1|v2|off",
+	    do_backend_proxy },
+	{ "accept-proxy-protocol", 1, CONF_MAX_CIDR,
+	    "accept-proxy-protocol CIDR...", do_accept_proxy },
 	{ "certificate", 1, 1, "certificate PATH", do_certificate },
 	{ "key", 1, 1, "key PATH", do_key },
 	{ "timeout", 2, 2,
@@ -1133,6 +1225,13 @@ check_complete(struct parser *p)
 		    "optional\" or \"tls-client-cert required\"");
 		return -1;
 	}
+	if (c->backend.kind == BACKEND_EXEC && c->backend.proxy_version) {
+		p->line = p->proxy_line;
+		perr(p, "backend-proxy-protocol cannot be used with \"backend "
+		    "exec\" (the daemon gets the client address in "
+		    "TCPREMOTEIP)");
+		return -1;
+	}
 	p->line = 0;
 	if (c->nlistens == 0)
 		perr(p, "no listen directive");
@@ -1221,6 +1320,8 @@ conf_free(struct conf *c)
 		free(kp->ocsp_path);
 		free(kp->ocsp);
 	}
+	for (i = 0; c->backend.argv[i] != NULL; i++)
+		free(c->backend.argv[i]);
 	free(c->tls_protocols_text);
 	free(c->tls_ciphers);
 	free(c->tls_curves);

@@ -22,9 +22,10 @@
 enum listen_kind {
 	LISTEN_POP3S,		/* implicit TLS (RFC 8314), port 995 */
 	LISTEN_POP3,		/* plaintext with STLS (RFC 2595), port 110 */
+	LISTEN_TLS,		/* plain TLS wrap, no POP3 mediation (POP2...) */
 };
 
-/* listen_kind_name: "pop3s" or "pop3". */
+/* listen_kind_name: "pop3s", "pop3" or "tls". */
 const char *listen_kind_name(enum listen_kind kind);
 
 struct conf_listen {
@@ -39,7 +40,10 @@ struct conf_listen {
 enum backend_kind {
 	BACKEND_TCP,
 	BACKEND_UNIX,
+	BACKEND_EXEC,		/* inetd-style daemon started per session */
 };
+
+#define CONF_MAX_EXEC_ARGS	32
 
 struct conf_backend {
 	enum backend_kind	kind;
@@ -48,6 +52,10 @@ struct conf_backend {
 	socklen_t		addrlens[CONF_MAX_BACKEND_ADDRS];
 	int			naddrs;
 	/* BACKEND_UNIX: sockaddr_un in addrs[0]. */
+	/* BACKEND_EXEC: absolute path and arguments, NULL-terminated. */
+	char			*argv[CONF_MAX_EXEC_ARGS + 1];
+	/* backend-proxy-protocol: 0 (off), 1 or 2. */
+	int			proxy_version;
 	char			text[128]; /* as written, for logs */
 };
 
@@ -107,6 +115,9 @@ struct conf {
 	bool			require_tls;	/* default true */
 	struct conf_cidr	plaintext_allow[CONF_MAX_CIDR];
 	int			nplaintext_allow;
+	/* accept-proxy-protocol: peers whose PROXY header is believed. */
+	struct conf_cidr	accept_proxy[CONF_MAX_CIDR];
+	int			naccept_proxy;
 	int			max_auth_errors;	/* default 3 */
 	int			sasl_line_max;		/* default 8192 */
 

@@ -264,6 +264,12 @@ admit(struct listener *l, int fd, const struct sockaddr *sa, socklen_t sl)
 		    "try again later", d->nsessions, c->max_sessions);
 		return;
 	}
+	/* A trusted balancer's connections are counted by the address in
+	 * their PROXY header, once the session has read it. */
+	if (conf_cidr_match(c->accept_proxy, c->naccept_proxy, sa)) {
+		session_start(d, l->kind, fd, sa, sl);
+		return;
+	}
 	counted = d->peers != NULL && peers_key_sockaddr(sa, key);
 	if (counted && c->max_sessions_per_ip > 0 &&
 	    (n = peers_count(d->peers, key)) >= (unsigned)c->max_sessions_per_ip) {
@@ -282,6 +288,30 @@ admit(struct listener *l, int fd, const struct sockaddr *sa, socklen_t sl)
 	 * popsd_peer_closed() for it. */
 	if (counted && d->next_session_id == before)
 		peers_remove(d->peers, key);
+}
+
+int
+popsd_peer_admit(struct popsd *d, const struct sockaddr *sa)
+{
+	const struct conf *c = d->conf;
+	uint8_t key[PEER_KEY_SIZE];
+	char host[64] = "?";
+	unsigned n;
+
+	if (d->peers == NULL || !peers_key_sockaddr(sa, key))
+		return 0;
+	n = peers_count(d->peers, key);
+	if ((c->max_sessions_per_ip > 0 && n >= (unsigned)c->max_sessions_per_ip) ||
+	    peers_add(d->peers, key) == -1) {
+		(void)getnameinfo(sa, sa->sa_family == AF_INET ?
+		    sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6),
+		    host, sizeof(host), NULL, 0, NI_NUMERICHOST);
+		log_warnx("refused client=%s reason=max-sessions-per-ip "
+		    "sessions=%u limit=%d (behind a PROXY header)", host, n,
+		    c->max_sessions_per_ip);
+		return -1;
+	}
+	return 0;
 }
 
 void

@@ -40,6 +40,7 @@
 #include "peers.h"
 #include "popsd.h"
 #include "privdrop.h"
+#include "spawn.h"
 #include "sd.h"
 #include "session.h"
 #include "tlsconf.h"
@@ -70,12 +71,12 @@ static void __attribute__((noreturn))
 usage(int status)
 {
 	fprintf(status ? stderr : stdout,
-	    "usage: popsd [-dhnv] [-f file] [-i pop3s|pop3]\n"
+	    "usage: popsd [-dhnv] [-f file] [-i pop3s|pop3|tls]\n"
 	    "  -d       stay in the foreground and log to stderr\n"
 	    "  -f file  configuration file (default " DEFAULT_CONF ")\n"
 	    "  -h       this help\n"
 	    "  -i kind  inetd mode: serve the one connection on stdin as kind\n"
-	    "           (pop3s or pop3) and exit when it ends; for inetd,\n"
+	    "           (pop3s, pop3 or tls) and exit when it ends; for inetd,\n"
 	    "           xinetd, systemd Accept=yes. listen lines are ignored;\n"
 	    "           logs go to syslog unless -d\n"
 	    "  -n       check the configuration and exit\n"
@@ -83,8 +84,8 @@ usage(int status)
 	    "signals: HUP reloads configuration and certificates, "
 	    "TERM/INT drain and exit\n"
 	    "systemd: sockets passed by socket activation and named "
-	    "FileDescriptorName=pop3s\n"
-	    "or pop3 are served like listen lines; NOTIFY_SOCKET "
+	    "FileDescriptorName=pop3s,\n"
+	    "pop3 or tls are served like listen lines; NOTIFY_SOCKET "
 	    "(Type=notify) and WATCHDOG_USEC\nare honoured\n");
 	exit(status);
 }
@@ -294,6 +295,18 @@ reload(struct popsd *d)
 		    err);
 		return -1;
 	}
+	if (!spawner_argv_matches(d, &c->backend) &&
+	    (c->backend.kind == BACKEND_EXEC ||
+	    d->conf->backend.kind == BACKEND_EXEC)) {
+		/* The privileged spawner only ever runs the command it was
+		 * started with: an unprivileged process cannot change it. */
+		log_warnx("reload failed, keeping the running configuration: "
+		    "%s: a \"backend exec\" command can only be changed by a "
+		    "restart", c->path);
+		tls_server_unref(ts);
+		conf_unref(c);
+		return -1;
+	}
 	if (!same_listeners(d->conf, c))
 		log_warnx("reload: listen directives changed; restart popsd "
 		    "to apply them (keeping the current sockets)");
@@ -479,6 +492,7 @@ teardown(struct popsd *d, bool inetd)
 	if (!stop_requested)
 		sd_notify_send("STOPPING=1");
 	session_shutdown_all(d, "shutdown");
+	spawner_stop(d);
 	for (i = 0; i < d->nlisteners; i++)
 		listener_free(d->listeners[i]);
 	free(d->listeners);
@@ -524,6 +538,8 @@ parse_options(int argc, char *argv[], struct options *o)
 				o->inetd_kind = LISTEN_POP3S;
 			else if (strcmp(optarg, "pop3") == 0)
 				o->inetd_kind = LISTEN_POP3;
+			else if (strcmp(optarg, "tls") == 0)
+				o->inetd_kind = LISTEN_TLS;
 			else
 				usage(1);
 			break;
@@ -610,6 +626,10 @@ startup(struct popsd *d, const struct options *o)
 			fatal("daemon");
 		ev_loop_fork(d->loop);
 	}
+	/* The spawner keeps the privileges a legacy daemon expects. */
+	if (d->conf->backend.kind == BACKEND_EXEC && spawner_start(d,
+	    &d->conf->backend) == -1)
+		fatalx("cannot start the backend spawner");
 	privdrop_apply(&privs);
 }
 

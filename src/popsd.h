@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/queue.h>
+#include <sys/socket.h>
 
 #include <ev.h>
 
@@ -45,6 +46,11 @@ struct popsd {
 /* popsd_session_closed: a session ended; lets main finish a drain and
  * listeners resume after a pause. Called by session_close() only. */
 void	popsd_session_closed(struct popsd *d);
+
+/* popsd_peer_admit: count one more session from sa (an address learned
+ * from a PROXY header); -1, logged, when that would exceed
+ * max-sessions-per-ip. A later popsd_peer_closed() undoes it. */
+int	popsd_peer_admit(struct popsd *d, const struct sockaddr *sa);
 
 /* popsd_peer_closed: a session from the numeric address addr (as the
  * session logs it) ended: one fewer for max-sessions-per-ip. An address

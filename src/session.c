@@ -34,6 +34,8 @@
 #include "buf.h"
 #include "log.h"
 #include "pop3.h"
+#include "proxy.h"
+#include "spawn.h"
 #include "tlsconf.h"
 #include "popsd.h"
 #include "xio.h"
@@ -45,7 +47,9 @@
 #define PUMP_ROUNDS		16
 
 enum phase {
+	PH_PROXY,		/* reading a load balancer's PROXY header */
 	PH_HANDSHAKE,		/* implicit TLS handshake (pop3s) */
+	PH_SPAWN,		/* waiting for the spawner (backend exec) */
 	PH_CONNECT,		/* backend connect in progress */
 	PH_RELAY,		/* relaying: mediated until login, then splice */
 	PH_STARTTLS,		/* flushing our "+OK" to STLS */
@@ -54,7 +58,9 @@ enum phase {
 };
 
 static const char *const phase_names[] = {
+	[PH_PROXY] = "proxy",
 	[PH_HANDSHAKE] = "handshake",
+	[PH_SPAWN] = "spawn",
 	[PH_CONNECT] = "connect",
 	[PH_RELAY] = "relay",
 	[PH_STARTTLS] = "starttls",
@@ -94,6 +100,19 @@ struct session {
 	struct buf		 cin, to_backend, bin, to_client;
 	struct pop3		*pop3;		/* non-NULL while mediating */
 	struct tls_server	*tls_srv;	/* what the client TLS came from */
+	struct spawn_ticket	*spawn;		/* backend exec request in flight */
+	ev_io			 errw;		/* backend exec: its stderr */
+	int			 err_fd;
+	int			 err_lines;	/* logged so far (bounded) */
+	char			 err_buf[256];	/* partial stderr line */
+	size_t			 err_len;
+	struct sockaddr_storage	 peer;		/* the client (or PROXY source) */
+	socklen_t		 peerlen;
+	struct sockaddr_storage	 local;		/* our end (or PROXY destination) */
+	socklen_t		 locallen;
+	bool			 peer_counted;	/* in the per-address table */
+	size_t			 proxy_need;	/* PROXY header bytes to read next */
+	char			 via[64];	/* the balancer, when behind one */
 
 	int			 backend_idx;	/* address being tried */
 	bool			 greeted;	/* backend has said something */
@@ -121,6 +140,9 @@ struct session {
 static void	session_pump(struct session *s);
 static void	endpoint_cb(struct ev_loop *loop, ev_io *w, int revents);
 static void	timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
+static void	stderr_drain(struct session *s);
+static void	session_begin(struct session *s);
+static void	peer_text(struct session *s);
 
 static bool
 want_is_io(ssize_t rv)
@@ -239,7 +261,7 @@ log_summary(struct session *s, const char *reason)
 	log_info("session=%llu client=%s port=%s listener=%s tls=%s cipher=%s "
 	    "servername=%s resumed=%s client_cert=\"%s\" "
 	    "stls=%s login=%s auth_refused=%s user=\"%s\" from_client=%llu "
-	    "to_client=%llu duration=%.3f reason=%s%s%s%s",
+	    "to_client=%llu duration=%.3f reason=%s%s%s%s%s%s",
 	    (unsigned long long)s->id, s->peer_addr, s->peer_port,
 	    listen_kind_name(s->kind),
 	    s->tls_version[0] ? s->tls_version : "none",
@@ -249,6 +271,7 @@ log_summary(struct session *s, const char *reason)
 	    s->auth_refused ? "yes" : "no", s->user[0] ? s->user : "-",
 	    (unsigned long long)s->client.bytes_read,
 	    (unsigned long long)s->client.bytes_written, dur, reason,
+	    s->via[0] ? " via=" : "", s->via,
 	    detail[0] ? " detail=\"" : "", detail, detail[0] ? "\"" : "");
 }
 
@@ -269,10 +292,19 @@ session_close(struct session *s, const char *reason)
 	buf_free(&s->bin);
 	buf_free(&s->to_client);
 	pop3_free(s->pop3);
+	spawner_cancel(s->spawn);
+	if (s->err_fd != -1) {
+		/* Last words of a daemon that just exited are still in the
+		 * pipe: log them before closing it. */
+		stderr_drain(s);
+		ev_io_stop(d->loop, &s->errw);
+		close(s->err_fd);
+	}
 	tls_server_unref(s->tls_srv);
 	TAILQ_REMOVE(&d->sessions, s, entry);
 	d->nsessions--;
-	popsd_peer_closed(d, s->peer_addr);
+	if (s->peer_counted)
+		popsd_peer_closed(d, s->peer_addr);
 	conf_unref(s->conf);
 	free(s);
 	popsd_session_closed(d);
@@ -297,7 +329,10 @@ refuse(struct session *s, const char *reason, const char *text)
 	buf_free(&s->to_client);
 	buf_free(&s->bin);
 	buf_free(&s->cin);
-	(void)buf_appendf(&s->to_client, "-ERR [SYS/TEMP] %s\r\n", text);
+	/* A "listen tls" port speaks no POP3: there it is a clean close. */
+	if (s->kind != LISTEN_TLS)
+		(void)buf_appendf(&s->to_client, "-ERR [SYS/TEMP] %s\r\n",
+		    text);
 	set_phase(s, PH_REFUSE);
 	set_timeout(s, DL_ABSOLUTE, s->conf->timeout_drain, reason);
 	/* The reason to log once the refusal is flushed. */
@@ -328,13 +363,11 @@ mediator_new(struct session *s)
 {
 	const struct conf *c = s->conf;
 	struct pop3_policy pol;
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
 	bool allowed = false;
 
-	if (getpeername(s->client.io.fd, (struct sockaddr *)&ss, &sl) == 0)
+	if (s->peerlen > 0)
 		allowed = conf_cidr_match(c->plaintext_allow,
-		    c->nplaintext_allow, (struct sockaddr *)&ss);
+		    c->nplaintext_allow, (struct sockaddr *)&s->peer);
 	memset(&pol, 0, sizeof(pol));
 	pol.tls_active = s->kind == LISTEN_POP3S;
 	pol.tls_offered = s->d->tls_server != NULL;
@@ -376,12 +409,60 @@ connect_next(struct session *s)
 	set_phase(s, PH_CONNECT);
 }
 
+/*
+ * send_proxy_header: tell the backend who the client really is, before
+ * any POP3 byte (backend-proxy-protocol). The TLS facts go with v2 when
+ * TLS is already up. -1 if it could not be built (the session is then
+ * refused).
+ */
+static int
+send_proxy_header(struct session *s)
+{
+	uint8_t hdr[PROXY_HDR_MAX];
+	struct proxy_tls tls = { s->tls_version, s->tls_cipher, NULL, false };
+	const struct sockaddr *src = s->peerlen ? (struct sockaddr *)&s->peer :
+	    NULL, *dst = s->locallen ? (struct sockaddr *)&s->local : NULL;
+	ssize_t n;
+
+	if (s->conf->backend.proxy_version == 1)
+		n = proxy_build_v1((char *)hdr, sizeof(hdr), src, dst);
+	else
+		n = proxy_build_v2(hdr, sizeof(hdr), src, dst,
+		    s->tls_version[0] ? &tls : NULL);
+	if (n <= 0 || buf_append(&s->to_backend, hdr, (size_t)n) == -1) {
+		backend_unavailable(s, "cannot build the PROXY header");
+		return -1;
+	}
+	return 0;
+}
+
+/* backend_ready: the backend connection exists; relay from here on. A
+ * "listen tls" session has no greeting to wait for (the protocol behind
+ * it may well be client-first). */
+static void
+backend_ready(struct session *s)
+{
+	if (s->conf->backend.proxy_version && send_proxy_header(s) == -1)
+		return;
+	set_phase(s, PH_RELAY);
+	if (s->kind == LISTEN_TLS) {
+		s->greeted = true;
+		relay_timeout(s);
+	} else
+		s->timeout_reason = "backend-silent";	/* until the greeting */
+}
+
+static void start_spawn(struct session *s);
+
 static void
 start_connect(struct session *s)
 {
 	s->backend_idx = 0;
 	set_timeout(s, DL_ABSOLUTE, s->conf->timeout_connect, "backend-timeout");
-	connect_next(s);
+	if (s->conf->backend.kind == BACKEND_EXEC)
+		start_spawn(s);
+	else
+		connect_next(s);
 }
 
 static void
@@ -392,9 +473,7 @@ step_connect(struct session *s)
 	if (s->backend.wr_wait != 0)
 		return;
 	if (backend_connect_result(s->backend.io.fd, err, sizeof(err)) == 0) {
-		set_phase(s, PH_RELAY);
-		/* The connect timeout keeps running until the greeting. */
-		s->timeout_reason = "backend-silent";
+		backend_ready(s);
 		return;
 	}
 	ev_io_stop(s->d->loop, &s->backend.w);
@@ -406,6 +485,154 @@ step_connect(struct session *s)
 		return;
 	}
 	backend_unavailable(s, err);
+}
+
+/* --- backend exec ---------------------------------------------------------- */
+
+/* numeric_host: address and port of sa as text, IPv4-mapped shown as IPv4
+ * (what a legacy daemon and an admin expect in TCPREMOTEIP and logs). */
+static void
+numeric_host(const struct sockaddr_storage *ss, socklen_t len, char *host,
+    size_t hostsz, char *port, size_t portsz)
+{
+	struct sockaddr_in sin;
+	const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
+	const struct sockaddr *sa = (const struct sockaddr *)ss;
+
+	host[0] = port[0] = '\0';
+	if (len == 0 || (sa->sa_family != AF_INET && sa->sa_family != AF_INET6))
+		return;
+	if (sa->sa_family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) {
+		memset(&sin, 0, sizeof(sin));
+		sin.sin_family = AF_INET;
+		sin.sin_port = s6->sin6_port;
+		memcpy(&sin.sin_addr, &s6->sin6_addr.s6_addr[12], 4);
+		sa = (const struct sockaddr *)&sin;
+		len = sizeof(sin);
+	}
+	if (getnameinfo(sa, len, host, hostsz, port, portsz,
+	    NI_NUMERICHOST | NI_NUMERICSERV) != 0)
+		host[0] = port[0] = '\0';
+}
+
+/* backend_stderr_line: one line of the daemon's stderr into our log,
+ * sanitized, and only so many per session: a noisy daemon must not be
+ * able to flood the log. */
+static void
+backend_stderr_line(struct session *s, const char *line, size_t len)
+{
+	char clean[sizeof(s->err_buf) + 4];
+
+	if (len == 0 || ++s->err_lines > 50) {
+		if (s->err_lines == 51)
+			log_warnx("session=%llu backend stderr: further lines "
+			    "suppressed", (unsigned long long)s->id);
+		return;
+	}
+	log_sanitize(clean, sizeof(clean), line, len);
+	log_warnx("session=%llu backend stderr: %s",
+	    (unsigned long long)s->id, clean);
+}
+
+/* stderr_read: one read from the daemon's stderr, logging whole lines.
+ * Returns false at EOF or error (the pipe is done), true otherwise. */
+static bool
+stderr_read(struct session *s)
+{
+	char *nl;
+	ssize_t n;
+
+	n = read(s->err_fd, s->err_buf + s->err_len,
+	    sizeof(s->err_buf) - s->err_len);
+	if (n <= 0) {
+		if (n == -1 && (errno == EAGAIN || errno == EINTR))
+			return true;
+		backend_stderr_line(s, s->err_buf, s->err_len);
+		s->err_len = 0;
+		return false;
+	}
+	s->err_len += (size_t)n;
+	while ((nl = memchr(s->err_buf, '\n', s->err_len)) != NULL) {
+		backend_stderr_line(s, s->err_buf, (size_t)(nl - s->err_buf));
+		s->err_len -= (size_t)(nl + 1 - s->err_buf);
+		memmove(s->err_buf, nl + 1, s->err_len);
+	}
+	if (s->err_len == sizeof(s->err_buf)) {	/* overlong: cut it */
+		backend_stderr_line(s, s->err_buf, s->err_len);
+		s->err_len = 0;
+	}
+	return n > 0;
+}
+
+/* stderr_drain: read what is already in the pipe (bounded). */
+static void
+stderr_drain(struct session *s)
+{
+	int i;
+
+	for (i = 0; i < 16 && stderr_read(s); i++)
+		;
+	if (s->err_len > 0)
+		backend_stderr_line(s, s->err_buf, s->err_len);
+}
+
+static void
+stderr_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct session *s = w->data;
+
+	(void)revents;
+	if (stderr_read(s))
+		return;
+	ev_io_stop(loop, w);
+	close(s->err_fd);
+	s->err_fd = -1;
+}
+
+static void
+spawn_done(void *arg, int conn_fd, int err_fd, pid_t pid, const char *why)
+{
+	struct session *s = arg;
+
+	s->spawn = NULL;
+	if (conn_fd == -1) {
+		backend_unavailable(s, why);
+		session_pump(s);
+		return;
+	}
+	log_debug("session=%llu backend %s started as pid %d",
+	    (unsigned long long)s->id, s->conf->backend.text, (int)pid);
+	s->err_fd = err_fd;
+	ev_io_init(&s->errw, stderr_cb, err_fd, EV_READ);
+	s->errw.data = s;
+	ev_io_start(s->d->loop, &s->errw);
+	endpoint_init(s, &s->backend, conn_fd);
+	backend_ready(s);
+	session_pump(s);
+}
+
+/* start_spawn: ask the spawner for a daemon with the UCSPI-TCP
+ * environment of this session (SSL_* only when TLS is already up). */
+static void
+start_spawn(struct session *s)
+{
+	struct spawn_env env;
+
+	memset(&env, 0, sizeof(env));
+	numeric_host(&s->peer, s->peerlen, env.remote_ip,
+	    sizeof(env.remote_ip), env.remote_port, sizeof(env.remote_port));
+	numeric_host(&s->local, s->locallen, env.local_ip,
+	    sizeof(env.local_ip), env.local_port, sizeof(env.local_port));
+	snprintf(env.ssl_protocol, sizeof(env.ssl_protocol), "%s",
+	    s->tls_version);
+	snprintf(env.ssl_cipher, sizeof(env.ssl_cipher), "%s", s->tls_cipher);
+	s->spawn = spawner_request(s->d, s->id, &env, spawn_done, s);
+	if (s->spawn == NULL) {
+		backend_unavailable(s, "cannot start the backend (spawner "
+		    "unavailable or busy)");
+		return;
+	}
+	set_phase(s, PH_SPAWN);
 }
 
 /* step_handshake: returns false when the session was closed. */
@@ -725,6 +952,102 @@ step_refuse(struct session *s)
 	return false;
 }
 
+/* --- PROXY header from a load balancer ------------------------------------- */
+
+/* discard_pending: read and drop what the peer already sent (bounded), so
+ * that closing sends a FIN, not the reset unread data would cause. */
+static void
+discard_pending(int fd)
+{
+	char junk[4096];
+	int i;
+
+	for (i = 0; i < 4 && recv(fd, junk, sizeof(junk), MSG_DONTWAIT) > 0; i++)
+		continue;
+}
+
+/* proxy_apply: a complete header: from here on the client is the one it
+ * names (a LOCAL or UNKNOWN header keeps the balancer's address), and
+ * that client is counted for max-sessions-per-ip. false if closed. */
+static bool
+proxy_apply(struct session *s, const struct proxy_result *res)
+{
+	snprintf(s->via, sizeof(s->via), "%s", s->peer_addr);
+	if (res->has_addr) {
+		memcpy(&s->peer, &res->src, res->srclen);
+		s->peerlen = res->srclen;
+		memcpy(&s->local, &res->dst, res->dstlen);
+		s->locallen = res->dstlen;
+		peer_text(s);
+	}
+	if (popsd_peer_admit(s->d, (struct sockaddr *)&s->peer) == -1) {
+		if (s->kind != LISTEN_POP3) {	/* nothing to say before TLS */
+			session_close(s, "max-sessions-per-ip");
+			return false;
+		}
+		refuse(s, "max-sessions-per-ip", "too many sessions from your "
+		    "address, try again later");
+		session_pump(s);
+		return false;
+	}
+	s->peer_counted = true;
+	session_begin(s);
+	return false;	/* session_begin pumped (or closed) the session */
+}
+
+/*
+ * step_proxy: read the header exactly (proxy_parse says how much more is
+ * surely header), so that what follows it, a TLS ClientHello on a pop3s
+ * port, stays in the socket for libtls. false if the session moved on or
+ * was closed.
+ */
+static bool
+step_proxy(struct session *s)
+{
+	struct proxy_result res;
+	const uint8_t *p;
+	uint8_t *w;
+	size_t avail, len;
+	ssize_t n;
+	int rv;
+
+	while (s->client.rd_wait == 0) {
+		if ((w = buf_wptr(&s->cin, &avail)) == NULL) {
+			session_close(s, "proxy-invalid");
+			return false;
+		}
+		n = xio_read(&s->client.io, w, avail < s->proxy_need ? avail :
+		    s->proxy_need);
+		if (want_is_io(n)) {
+			s->client.rd_wait = want_event(n);
+			break;
+		}
+		if (n <= 0) {
+			note_detail(s, "client", &s->client.io);
+			session_close(s, n == 0 ? "proxy-eof" : "client-error");
+			return false;
+		}
+		buf_commit(&s->cin, (size_t)n);
+		p = buf_rptr(&s->cin, &len);
+		rv = proxy_parse(p, len, &res);
+		if (rv == PROXY_NEED_MORE) {
+			s->proxy_need = res.need;
+			continue;
+		}
+		if (rv == PROXY_INVALID) {
+			log_warnx("session=%llu client=%s: no valid PROXY header "
+			    "from a trusted balancer", (unsigned long long)s->id,
+			    s->peer_addr);
+			discard_pending(s->client.io.fd);
+			session_close(s, "proxy-invalid");
+			return false;
+		}
+		buf_consume(&s->cin, (size_t)rv);
+		return proxy_apply(s, &res);
+	}
+	return true;
+}
+
 /* --- the pump ------------------------------------------------------------ */
 
 /* pump_round: one pass over the current phase; returns -1 if the session
@@ -736,11 +1059,17 @@ pump_round(struct session *s)
 	long moved;
 
 	switch (s->phase) {
+	case PH_PROXY:
+		if (!step_proxy(s))
+			return -1;
+		break;
 	case PH_HANDSHAKE:
 	case PH_STLS_HANDSHAKE:
 		if (!step_handshake(s))
 			return -1;
 		break;
+	case PH_SPAWN:
+		break;		/* spawn_done() moves on */
 	case PH_CONNECT:
 		step_connect(s);
 		break;
@@ -774,6 +1103,9 @@ arm_watchers(struct session *s, bool *repump)
 
 	*repump = false;
 	switch (s->phase) {
+	case PH_PROXY:
+		cev = s->client.rd_wait;
+		break;
 	case PH_HANDSHAKE:
 	case PH_STLS_HANDSHAKE:
 		cev = s->client.wr_wait;
@@ -864,11 +1196,14 @@ timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 		session_pump(s);
 		return;
 	}
-	if (s->phase == PH_CONNECT) {
-		snprintf(s->detail, sizeof(s->detail), "backend %s: connect "
-		    "timed out", s->conf->backend.text);
-		log_warnx("session=%llu backend %s: connect timed out",
-		    (unsigned long long)s->id, s->conf->backend.text);
+	if (s->phase == PH_CONNECT || s->phase == PH_SPAWN) {
+		snprintf(s->detail, sizeof(s->detail), "backend %s: %s timed "
+		    "out", s->conf->backend.text,
+		    s->phase == PH_SPAWN ? "start" : "connect");
+		log_warnx("session=%llu %s", (unsigned long long)s->id,
+		    s->detail);
+		spawner_cancel(s->spawn);
+		s->spawn = NULL;
 		ev_io_stop(loop, &s->backend.w);
 		xio_close(&s->backend.io);
 		refuse(s, "backend-timeout", "mail service not answering");
@@ -893,12 +1228,11 @@ timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 /* --- start ---------------------------------------------------------------- */
 
 static void
-peer_text(struct session *s, const struct sockaddr *sa, socklen_t len)
+peer_text(struct session *s)
 {
-	if (sa == NULL || len == 0 || sa->sa_family == AF_UNIX ||
-	    getnameinfo(sa, len, s->peer_addr, sizeof(s->peer_addr),
-	    s->peer_port, sizeof(s->peer_port),
-	    NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
+	numeric_host(&s->peer, s->peerlen, s->peer_addr, sizeof(s->peer_addr),
+	    s->peer_port, sizeof(s->peer_port));
+	if (s->peer_addr[0] == '\0') {
 		snprintf(s->peer_addr, sizeof(s->peer_addr), "local");
 		snprintf(s->peer_port, sizeof(s->peer_port), "-");
 	}
@@ -924,6 +1258,7 @@ session_new(struct popsd *d, enum listen_kind kind, int fd)
 	s->cin.secret = s->to_backend.secret = true;
 	buf_init(&s->bin, SESSION_BUF_SIZE);
 	buf_init(&s->to_client, SESSION_BUF_SIZE);
+	s->err_fd = -1;
 	ev_timer_init(&s->timer, timer_cb, 0, 0);
 	s->timer.data = s;
 	TAILQ_INSERT_TAIL(&d->sessions, s, entry);
@@ -946,12 +1281,37 @@ session_start(struct popsd *d, enum listen_kind kind, int fd,
 		close(fd);
 		return;
 	}
-	peer_text(s, peer, peerlen);
-	if ((s->pop3 = mediator_new(s)) == NULL) {
+	if (peer != NULL && peerlen <= sizeof(s->peer)) {
+		memcpy(&s->peer, peer, peerlen);
+		s->peerlen = peerlen;
+	}
+	s->locallen = sizeof(s->local);
+	if (getsockname(fd, (struct sockaddr *)&s->local, &s->locallen) == -1)
+		s->locallen = 0;
+	peer_text(s);
+	if (s->peerlen == 0 || !conf_cidr_match(s->conf->accept_proxy,
+	    s->conf->naccept_proxy, (struct sockaddr *)&s->peer)) {
+		s->peer_counted = true;	/* by the listener */
+		session_begin(s);
+		return;
+	}
+	/* A trusted balancer: its PROXY header comes before anything else. */
+	s->proxy_need = 1;
+	set_phase(s, PH_PROXY);
+	set_timeout(s, DL_ABSOLUTE, s->conf->timeout_handshake, "timeout-proxy");
+	session_pump(s);
+}
+
+/* session_begin: the client is known (after any PROXY header): mediate
+ * POP3 unless this is a plain TLS wrap, then TLS first or backend first. */
+static void
+session_begin(struct session *s)
+{
+	if (s->kind != LISTEN_TLS && (s->pop3 = mediator_new(s)) == NULL) {
 		session_close(s, "out-of-memory");
 		return;
 	}
-	if (kind == LISTEN_POP3) {
+	if (s->kind == LISTEN_POP3) {
 		start_connect(s);
 		session_pump(s);
 		return;

@@ -15,7 +15,8 @@
 #
 # The one implementation used by tests/demo.sh and tests/scenario/conftest.py.
 #
-# Environment: DOVECOT_READY_TIMEOUT (seconds, default 20).
+# Environment: DOVECOT_READY_TIMEOUT (seconds, default 20); DOVECOT_HAPROXY
+# (yes: the listener takes a PROXY v1/v2 header from 127.0.0.0/8 first).
 set -eu
 
 usage() { echo "usage: $0 DIR PORT [USER:PASS ...]" >&2; exit 2; }
@@ -105,6 +106,9 @@ for up in "$@"; do
 	chown -R "$mail_uid:$mail_gid" "$home"
 done
 
+haproxy=${DOVECOT_HAPROXY:-no}
+case $haproxy in yes|no) ;; *) echo "dovecot-up: DOVECOT_HAPROXY must be yes or no" >&2; exit 2 ;; esac
+
 log=$dir/dovecot.log
 cat >"$dir/dovecot.conf" <<EOF
 # Written by tests/lib/dovecot-up.sh: a private, plaintext POP3 backend.
@@ -120,6 +124,9 @@ ssl = no
 disable_plaintext_auth = no
 auth_mechanisms = plain login apop
 auth_failure_delay = 0
+# DOVECOT_HAPROXY=yes: the listener expects a PROXY header (v1 or v2) from
+# 127.0.0.0/8, as behind popsd's backend-proxy-protocol.
+haproxy_trusted_networks = 127.0.0.0/8
 
 passdb {
   driver = passwd-file
@@ -153,6 +160,7 @@ service pop3-login {
   inet_listener pop3 {
     address = 127.0.0.1
     port = $port
+    haproxy = $haproxy
   }
   service_count = 0
   process_min_avail = 1
@@ -180,9 +188,10 @@ pid=$!
 
 # Ready when 127.0.0.1:PORT greets with "+OK"; give up when Dovecot exits
 # or the timeout passes.
-if ! "$python" - "$port" "$pid" "${DOVECOT_READY_TIMEOUT:-20}" <<'EOF'
+if ! "$python" - "$port" "$pid" "${DOVECOT_READY_TIMEOUT:-20}" "$haproxy" <<'EOF'
 import os, socket, sys, time
 port, pid, limit = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+haproxy = sys.argv[4] == "yes"
 deadline = time.monotonic() + limit
 def alive():
     try:
@@ -194,6 +203,8 @@ while time.monotonic() < deadline and alive():
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
             s.settimeout(max(0.1, deadline - time.monotonic()))
+            if haproxy:     # a listener that wants a PROXY header first
+                s.sendall(b"PROXY UNKNOWN\r\n")
             if s.makefile("rb").readline().startswith(b"+OK"):
                 sys.exit(0)
     except OSError:

@@ -157,12 +157,13 @@ class Certs:
 class Dovecot:
     """A private Dovecot started by tests/lib/dovecot-up.sh."""
 
-    def __init__(self, directory, users):
+    def __init__(self, directory, users, haproxy=False):
         self.dir = directory
         self.port = free_port()
+        env = dict(os.environ, DOVECOT_HAPROXY="yes" if haproxy else "no")
         out = subprocess.run(["sh", DOVECOT_UP, directory, str(self.port)] + users,
                              check=True, stdout=subprocess.PIPE, timeout=60,
-                             text=True).stdout
+                             text=True, env=env).stdout
         self.pid = int(out.strip().splitlines()[-1])
         env = {}
         with open(os.path.join(directory, "dovecot.env")) as f:

@@ -447,7 +447,7 @@ static const struct errcase {
 
 	/* Argument counts. */
 	{ "listen pop3s\n", 1,
-	    "listen: expected \"listen pop3s|pop3 ADDRESS:PORT\"" },
+	    "listen: expected \"listen pop3s|pop3|tls ADDRESS:PORT\"" },
 	{ "listen pop3s *:995 *:996\n", 1, "listen: expected \"listen" },
 	{ "listen pop3s # *:995\n", 1, "listen: expected" },
 	{ "backend\n", 1, "backend: expected \"backend HOST:PORT" },
@@ -463,6 +463,17 @@ static const struct errcase {
 	{ "user a b\n", 1, "user: expected \"user NAME\"" },
 	{ "group\n", 1, "group: expected \"group NAME\"" },
 	{ "chroot\n", 1, "chroot: expected \"chroot DIR\"" },
+
+	/* Backends and PROXY protocol (issue 6). */
+	{ "backend a:1 b:2\n", 1, "backend: expected \"backend HOST:PORT|" },
+	{ "backend exec\n", 1, "backend exec: expected" },
+	{ "backend exec bin/sh\n", 1, "\"bin/sh\" is not an absolute path" },
+	{ "backend exec /nonexistent/popd\n", 1, "No such file or directory" },
+	{ "backend-proxy-protocol v3\n", 1, "expected v1, v2 or off" },
+	{ "backend-proxy-protocol\n", 1, "backend-proxy-protocol: expected" },
+	{ "accept-proxy-protocol 10.0.0.0/33\n", 1,
+	    "accept-proxy-protocol: bad network \"10.0.0.0/33\"" },
+	{ "accept-proxy-protocol\n", 1, "accept-proxy-protocol: expected" },
 
 	/* listen. */
 	{ "listen imaps *:993\n", 1, "unknown kind \"imaps\"" },
@@ -648,6 +659,41 @@ static const struct errcase {
 	/* An error after a good prefix is still reported at its line. */
 	{ BASE "max-sessions 5\nlisten pop3 *:995\n", 6, "duplicate address" },
 };
+
+/* Issue 6 directives: exec backends, PROXY protocol both ways, listen tls. */
+static void
+test_backend_exec_proxy(void **state)
+{
+	struct conf *c;
+
+	(void)state;
+	c = load("listen tls 127.0.0.1:109\n"
+	    "backend exec /bin/cat -u \"a b\"\n"
+	    "certificate @D@/cert.pem\nkey @D@/key.pem\n"
+	    "accept-proxy-protocol 10.0.0.0/8\naccept-proxy-protocol ::1\n");
+	assert_non_null(c);
+	assert_int_equal(c->listens[0].kind, LISTEN_TLS);
+	assert_string_equal(listen_kind_name(LISTEN_TLS), "tls");
+	assert_int_equal(c->backend.kind, BACKEND_EXEC);
+	assert_string_equal(c->backend.argv[0], "/bin/cat");
+	assert_string_equal(c->backend.argv[1], "-u");
+	assert_string_equal(c->backend.argv[2], "a b");
+	assert_null(c->backend.argv[3]);
+	assert_string_equal(c->backend.text, "/bin/cat");
+	assert_int_equal(c->naccept_proxy, 2);
+	assert_int_equal(c->backend.proxy_version, 0);
+	conf_free(c);
+
+	c = load(BASE "backend-proxy-protocol v2\n");
+	assert_non_null(c);
+	assert_int_equal(c->backend.proxy_version, 2);
+	conf_free(c);
+
+	expect_error("listen pop3s *:995\nbackend exec /bin/cat\n"
+	    "certificate @D@/cert.pem\nkey @D@/key.pem\n"
+	    "backend-proxy-protocol v1\n", 5,
+	    "cannot be used with \"backend exec\"");
+}
 
 static void
 test_errors(void **state)
@@ -1087,6 +1133,7 @@ main(void)
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_backend_numeric),
 		cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_backend_exec_proxy),
 		cmocka_unit_test(test_tls_directives),
 		cmocka_unit_test(test_ocsp_staple),
 		cmocka_unit_test(test_key_modes),

@@ -1,0 +1,543 @@
+/*
+ * spawn.c — the privileged spawner behind "backend exec" (see spawn.h).
+ *
+ * Parent side: requests go out on a SOCK_SEQPACKET socketpair, one
+ * fixed-size record each; replies come back in the same order with two
+ * descriptors attached, and are matched to a FIFO of tickets.
+ * Spawner side: a blocking loop over the channel and a signalfd for
+ * SIGCHLD. It never parses anything but its own fixed-size records.
+ */
+#include "spawn.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/queue.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include <ev.h>
+
+#include "conf.h"
+#include "log.h"
+#include "popsd.h"
+
+/* Children still running, for the exit log line: bounded by max-sessions
+ * in practice; beyond this the pid is still reaped, just logged without
+ * its session id. */
+#define SPAWN_TRACK_MAX	4096
+
+struct spawn_request {
+	uint64_t		id;
+	struct spawn_env	env;
+};
+
+struct spawn_reply {
+	uint64_t	id;
+	int32_t		pid;		/* -1 on failure */
+	char		why[128];
+};
+
+struct spawn_ticket {
+	TAILQ_ENTRY(spawn_ticket) entry;
+	uint64_t	 id;
+	spawn_done_fn	*done;		/* NULL once cancelled */
+	void		*arg;
+};
+
+TAILQ_HEAD(ticket_queue, spawn_ticket);
+
+struct spawner {
+	int			 fd;
+	pid_t			 pid;
+	ev_io			 w;
+	struct ticket_queue	 pending;
+	char			*argv[CONF_MAX_EXEC_ARGS + 1]; /* our copy */
+};
+
+static struct spawner	*the_spawner;
+
+/* --- the spawner process ------------------------------------------------- */
+
+struct tracked {
+	pid_t		pid;
+	uint64_t	id;
+};
+
+static struct tracked	tracked[SPAWN_TRACK_MAX];
+
+static void
+track(pid_t pid, uint64_t id)
+{
+	int i;
+
+	for (i = 0; i < SPAWN_TRACK_MAX; i++)
+		if (tracked[i].pid == 0) {
+			tracked[i].pid = pid;
+			tracked[i].id = id;
+			return;
+		}
+}
+
+static uint64_t
+untrack(pid_t pid)
+{
+	uint64_t id;
+	int i;
+
+	for (i = 0; i < SPAWN_TRACK_MAX; i++)
+		if (tracked[i].pid == pid) {
+			id = tracked[i].id;
+			tracked[i].pid = 0;
+			return id;
+		}
+	return 0;
+}
+
+static void
+reap_children(const char *prog)
+{
+	uint64_t id;
+	pid_t pid;
+	int status;
+
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		id = untrack(pid);
+		if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+			log_debug("session=%llu backend %s pid %d exited",
+			    (unsigned long long)id, prog, (int)pid);
+		else if (WIFEXITED(status))
+			log_info("session=%llu backend %s pid %d exited with "
+			    "status %d", (unsigned long long)id, prog,
+			    (int)pid, WEXITSTATUS(status));
+		else if (WIFSIGNALED(status))
+			log_warnx("session=%llu backend %s pid %d killed by "
+			    "signal %d", (unsigned long long)id, prog,
+			    (int)pid, WTERMSIG(status));
+	}
+}
+
+static void
+env_put(char **envp, int *n, char *slot, size_t slotsz, const char *name,
+    const char *value)
+{
+	if (value[0] == '\0')
+		return;
+	snprintf(slot, slotsz, "%s=%s", name, value);
+	envp[(*n)++] = slot;
+}
+
+/* exec_child: in the forked child; never returns. */
+static void __attribute__((noreturn))
+exec_child(char **argv, const struct spawn_env *e, int conn, int errw)
+{
+	static char slots[8][160];
+	char *envp[10];
+	sigset_t all;
+	int n = 0;
+
+	envp[n++] = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:"
+	    "/sbin:/bin";
+	envp[n++] = "PROTO=TCP";
+	env_put(envp, &n, slots[0], sizeof(slots[0]), "TCPREMOTEIP", e->remote_ip);
+	env_put(envp, &n, slots[1], sizeof(slots[1]), "TCPREMOTEPORT",
+	    e->remote_port);
+	env_put(envp, &n, slots[2], sizeof(slots[2]), "TCPLOCALIP", e->local_ip);
+	env_put(envp, &n, slots[3], sizeof(slots[3]), "TCPLOCALPORT",
+	    e->local_port);
+	env_put(envp, &n, slots[4], sizeof(slots[4]), "SSL_PROTOCOL",
+	    e->ssl_protocol);
+	env_put(envp, &n, slots[5], sizeof(slots[5]), "SSL_CIPHER",
+	    e->ssl_cipher);
+	envp[n] = NULL;
+
+	/* The connection on stdin and stdout, exactly as inetd gives it. */
+	if (dup2(conn, STDIN_FILENO) == -1 || dup2(conn, STDOUT_FILENO) == -1 ||
+	    dup2(errw, STDERR_FILENO) == -1)
+		_exit(127);
+	closefrom(3);
+	sigemptyset(&all);
+	sigprocmask(SIG_SETMASK, &all, NULL);
+	signal(SIGPIPE, SIG_DFL);
+	signal(SIGCHLD, SIG_DFL);
+	(void)setsid();
+	execve(argv[0], argv, envp);
+	dprintf(STDERR_FILENO, "popsd: cannot execute %s: %s\n", argv[0],
+	    strerror(errno));
+	_exit(127);
+}
+
+static void
+send_reply(int ctl, uint64_t id, pid_t pid, int conn, int errr, const char *why)
+{
+	struct spawn_reply rep;
+	struct msghdr msg;
+	struct iovec iov;
+	union {
+		struct cmsghdr	hdr;
+		char		buf[CMSG_SPACE(2 * sizeof(int))];
+	} cm;
+	struct cmsghdr *c;
+	int fds[2] = { conn, errr };
+
+	memset(&rep, 0, sizeof(rep));
+	rep.id = id;
+	rep.pid = pid;
+	snprintf(rep.why, sizeof(rep.why), "%s", why ? why : "");
+	memset(&msg, 0, sizeof(msg));
+	iov.iov_base = &rep;
+	iov.iov_len = sizeof(rep);
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	if (pid > 0) {
+		memset(&cm, 0, sizeof(cm));
+		msg.msg_control = cm.buf;
+		msg.msg_controllen = sizeof(cm.buf);
+		c = CMSG_FIRSTHDR(&msg);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(fds));
+		memcpy(CMSG_DATA(c), fds, sizeof(fds));
+	}
+	if (sendmsg(ctl, &msg, MSG_NOSIGNAL) == -1)
+		log_warn("spawner: sendmsg");
+}
+
+/* spawn_one: socketpair + stderr pipe + fork/exec; reply either way. */
+static void
+spawn_one(int ctl, char **argv, const struct spawn_request *rq)
+{
+	int sv[2], ep[2];
+	pid_t pid;
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == -1) {
+		send_reply(ctl, rq->id, -1, -1, -1, strerror(errno));
+		return;
+	}
+	if (pipe2(ep, O_CLOEXEC) == -1) {
+		send_reply(ctl, rq->id, -1, -1, -1, strerror(errno));
+		close(sv[0]);
+		close(sv[1]);
+		return;
+	}
+	if ((pid = fork()) == 0)
+		exec_child(argv, &rq->env, sv[1], ep[1]);
+	close(sv[1]);
+	close(ep[1]);
+	if (pid == -1)
+		send_reply(ctl, rq->id, -1, -1, -1, strerror(errno));
+	else {
+		track(pid, rq->id);
+		send_reply(ctl, rq->id, pid, sv[0], ep[0], NULL);
+	}
+	close(sv[0]);
+	close(ep[0]);
+}
+
+static void __attribute__((noreturn))
+spawner_main(int ctl, char **argv)
+{
+	struct spawn_request rq;
+	struct pollfd pfd[2];
+	sigset_t chld;
+	ssize_t n;
+	int sfd;
+
+	(void)prctl(PR_SET_NAME, "popsd-spawner");
+	signal(SIGTERM, SIG_DFL);
+	signal(SIGINT, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
+	sigemptyset(&chld);
+	sigaddset(&chld, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &chld, NULL);
+	if ((sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK)) == -1)
+		fatal("spawner: signalfd");
+	pfd[0].fd = ctl;
+	pfd[0].events = POLLIN;
+	pfd[1].fd = sfd;
+	pfd[1].events = POLLIN;
+	for (;;) {
+		if (poll(pfd, 2, -1) == -1 && errno != EINTR)
+			fatal("spawner: poll");
+		if (pfd[1].revents & POLLIN) {
+			struct signalfd_siginfo si;
+
+			while (read(sfd, &si, sizeof(si)) == sizeof(si))
+				;
+			reap_children(argv[0]);
+		}
+		if (!(pfd[0].revents & (POLLIN | POLLHUP | POLLERR)))
+			continue;
+		n = recv(ctl, &rq, sizeof(rq), 0);
+		if (n == 0 || (n == -1 && errno != EINTR && errno != EAGAIN))
+			_exit(0);	/* the daemon is gone */
+		if (n != (ssize_t)sizeof(rq))
+			continue;	/* not one of ours: ignore */
+		rq.env.remote_ip[sizeof(rq.env.remote_ip) - 1] = '\0';
+		rq.env.remote_port[sizeof(rq.env.remote_port) - 1] = '\0';
+		rq.env.local_ip[sizeof(rq.env.local_ip) - 1] = '\0';
+		rq.env.local_port[sizeof(rq.env.local_port) - 1] = '\0';
+		rq.env.ssl_protocol[sizeof(rq.env.ssl_protocol) - 1] = '\0';
+		rq.env.ssl_cipher[sizeof(rq.env.ssl_cipher) - 1] = '\0';
+		spawn_one(ctl, argv, &rq);
+	}
+}
+
+/* forget_secrets: the spawner inherited the daemon's memory, keys
+ * included; it needs none of them. */
+static void
+forget_secrets(struct popsd *d)
+{
+	tls_server_unref(d->tls_server);
+	d->tls_server = NULL;
+	tlsconf_wipe_keys(&d->tickets);
+}
+
+/* --- the daemon side ------------------------------------------------------ */
+
+static void
+finish_ticket(struct spawner *sp, const struct spawn_reply *rep, int conn,
+    int errr)
+{
+	struct spawn_ticket *t = TAILQ_FIRST(&sp->pending);
+
+	if (t == NULL || t->id != rep->id) {
+		log_warnx("spawner: reply for session %llu out of order",
+		    (unsigned long long)rep->id);
+		if (conn != -1)
+			close(conn);
+		if (errr != -1)
+			close(errr);
+		return;
+	}
+	TAILQ_REMOVE(&sp->pending, t, entry);
+	if (t->done == NULL) {
+		if (conn != -1)
+			close(conn);
+		if (errr != -1)
+			close(errr);
+	} else if (rep->pid > 0 && conn != -1 && errr != -1)
+		t->done(t->arg, conn, errr, rep->pid, NULL);
+	else
+		t->done(t->arg, -1, -1, -1, rep->why[0] ? rep->why :
+		    "spawner failed");
+	free(t);
+}
+
+static void
+fail_all(struct spawner *sp, const char *why)
+{
+	struct spawn_ticket *t;
+
+	while ((t = TAILQ_FIRST(&sp->pending)) != NULL) {
+		TAILQ_REMOVE(&sp->pending, t, entry);
+		if (t->done != NULL)
+			t->done(t->arg, -1, -1, -1, why);
+		free(t);
+	}
+}
+
+static int
+recv_reply(struct spawner *sp, struct spawn_reply *rep, int *conn, int *errr)
+{
+	union {
+		struct cmsghdr	hdr;
+		char		buf[CMSG_SPACE(2 * sizeof(int))];
+	} cm;
+	struct msghdr msg;
+	struct iovec iov;
+	struct cmsghdr *c;
+	int fds[2];
+	ssize_t n;
+
+	*conn = *errr = -1;
+	memset(&msg, 0, sizeof(msg));
+	iov.iov_base = rep;
+	iov.iov_len = sizeof(*rep);
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	msg.msg_control = cm.buf;
+	msg.msg_controllen = sizeof(cm.buf);
+	n = recvmsg(sp->fd, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+	if (n == -1 && (errno == EAGAIN || errno == EINTR))
+		return 0;
+	if (n <= 0)
+		return -1;
+	for (c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c))
+		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
+		    c->cmsg_len == CMSG_LEN(sizeof(fds))) {
+			memcpy(fds, CMSG_DATA(c), sizeof(fds));
+			*conn = fds[0];
+			*errr = fds[1];
+		}
+	if (n != (ssize_t)sizeof(*rep) || (msg.msg_flags & MSG_CTRUNC))
+		return -1;
+	if (*conn != -1)
+		(void)fcntl(*conn, F_SETFL, fcntl(*conn, F_GETFL) | O_NONBLOCK);
+	if (*errr != -1)
+		(void)fcntl(*errr, F_SETFL, fcntl(*errr, F_GETFL) | O_NONBLOCK);
+	return 1;
+}
+
+static void
+spawner_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct spawner *sp = w->data;
+	struct spawn_reply rep;
+	int rv, conn, errr;
+
+	(void)revents;
+	while ((rv = recv_reply(sp, &rep, &conn, &errr)) == 1)
+		finish_ticket(sp, &rep, conn, errr);
+	if (rv == -1) {
+		log_warnx("spawner exited: backend exec sessions will fail");
+		ev_io_stop(loop, w);
+		close(sp->fd);
+		sp->fd = -1;
+		fail_all(sp, "spawner gone");
+	}
+}
+
+static void
+free_argv(char **argv)
+{
+	int i;
+
+	for (i = 0; argv[i] != NULL; i++) {
+		free(argv[i]);
+		argv[i] = NULL;
+	}
+}
+
+int
+spawner_start(struct popsd *d, const struct conf_backend *b)
+{
+	struct spawner *sp;
+	int sv[2], i;
+	pid_t pid;
+
+	if ((sp = calloc(1, sizeof(*sp))) == NULL)
+		goto nomem;
+	/* A reload may free b; the spawner's command never changes. */
+	for (i = 0; b->argv[i] != NULL; i++)
+		if ((sp->argv[i] = strdup(b->argv[i])) == NULL)
+			goto nomem;
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == -1) {
+		log_warn("spawner: socketpair");
+		goto fail;
+	}
+	if ((pid = fork()) == -1) {
+		log_warn("spawner: fork");
+		close(sv[0]);
+		close(sv[1]);
+		goto fail;
+	}
+	if (pid == 0) {
+		pid_t parent = getppid();
+
+		/* Keep only the channel (as fd 3) and stdio: no listening
+		 * sockets, no event loop, no notify socket. */
+		if (dup2(sv[1], 3) == -1)
+			_exit(1);
+		closefrom(4);
+		closelog();
+		forget_secrets(d);
+		if (prctl(PR_SET_PDEATHSIG, SIGTERM) == -1 || getppid() != parent)
+			_exit(0);
+		spawner_main(3, (char **)b->argv);
+	}
+	close(sv[1]);
+	(void)fcntl(sv[0], F_SETFL, fcntl(sv[0], F_GETFL) | O_NONBLOCK);
+	sp->fd = sv[0];
+	sp->pid = pid;
+	TAILQ_INIT(&sp->pending);
+	ev_io_init(&sp->w, spawner_cb, sp->fd, EV_READ);
+	sp->w.data = sp;
+	ev_io_start(d->loop, &sp->w);
+	the_spawner = sp;
+	log_info("spawner pid %d runs %s for each session", (int)pid, b->argv[0]);
+	return 0;
+nomem:
+	log_warnx("spawner: out of memory");
+fail:
+	if (sp != NULL)
+		free_argv(sp->argv);
+	free(sp);
+	return -1;
+}
+
+struct spawn_ticket *
+spawner_request(struct popsd *d, uint64_t id, const struct spawn_env *env,
+    spawn_done_fn *done, void *arg)
+{
+	struct spawner *sp = the_spawner;
+	struct spawn_request rq;
+	struct spawn_ticket *t;
+
+	(void)d;
+	if (sp == NULL || sp->fd == -1)
+		return NULL;
+	if ((t = calloc(1, sizeof(*t))) == NULL)
+		return NULL;
+	memset(&rq, 0, sizeof(rq));
+	rq.id = id;
+	rq.env = *env;
+	if (send(sp->fd, &rq, sizeof(rq), MSG_NOSIGNAL | MSG_DONTWAIT) !=
+	    (ssize_t)sizeof(rq)) {
+		free(t);
+		return NULL;
+	}
+	t->id = id;
+	t->done = done;
+	t->arg = arg;
+	TAILQ_INSERT_TAIL(&sp->pending, t, entry);
+	return t;
+}
+
+void
+spawner_cancel(struct spawn_ticket *t)
+{
+	if (t != NULL)
+		t->done = NULL;
+}
+
+int
+spawner_argv_matches(const struct popsd *d, const struct conf_backend *b)
+{
+	const struct spawner *sp = the_spawner;
+	int i;
+
+	(void)d;
+	if (sp == NULL || b->kind != BACKEND_EXEC)
+		return sp == NULL && b->kind != BACKEND_EXEC;
+	for (i = 0; sp->argv[i] != NULL || b->argv[i] != NULL; i++)
+		if (sp->argv[i] == NULL || b->argv[i] == NULL ||
+		    strcmp(sp->argv[i], b->argv[i]) != 0)
+			return 0;
+	return 1;
+}
+
+void
+spawner_stop(struct popsd *d)
+{
+	struct spawner *sp = the_spawner;
+
+	if (sp == NULL)
+		return;
+	if (sp->fd != -1) {
+		ev_io_stop(d->loop, &sp->w);
+		close(sp->fd);
+	}
+	fail_all(sp, "shutting down");
+	free_argv(sp->argv);
+	free(sp);
+	the_spawner = NULL;
+}
