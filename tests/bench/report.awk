@@ -1,0 +1,229 @@
+# report.awk — the table of a bench results file (format: README.md here).
+#   awk -f tests/bench/report.awk build/bench/results.txt
+# Rows: workload × metric; columns: the backend alone, each front-end, then
+# popsd/stunnel and popsd/nginx, and the issue's target with ok/MISS.
+
+function val(wl, cert, fe, key,   k) {
+	k = wl SUBSEP cert SUBSEP fe SUBSEP key
+	return (k in V) ? V[k] : ""
+}
+
+function failed(wl, cert, fe) {
+	return val(wl, cert, fe, "failed") + 0
+}
+
+function cell(wl, cert, fe, key, fmt,   v) {
+	v = val(wl, cert, fe, key)
+	if (v == "")
+		return "-"
+	v = sprintf(fmt, v)
+	if (failed(wl, cert, fe) > 0) {
+		v = v "*"
+		footnote = 1
+	}
+	return v
+}
+
+function ratio(a, b) {
+	if (a == "" || b == "" || b + 0 == 0)
+		return ""
+	return a / b
+}
+
+# verdict: the target check for one row, or "".
+function verdict(kind, arg, p, rs, rn,   out, a, n) {
+	if (kind == "" || p == "")
+		return ""
+	if (kind == "max")
+		return sprintf("<= %s %s", arg, p + 0 <= arg + 0 ? "ok" : "MISS")
+	if (kind == "min")
+		return sprintf(">= %s %s", arg, p + 0 >= arg + 0 ? "ok" : "MISS")
+	if (kind == "ratio") {	# arg: "ST,NG" minimum ratios ("-" = none)
+		n = split(arg, a, ",")
+		out = ""
+		if (a[1] != "-" && rs != "")
+			out = sprintf("st>=%s %s", a[1], rs + 0 >= a[1] + 0 ? "ok" : "MISS")
+		if (a[2] != "-" && rn != "")
+			out = out (out == "" ? "" : ", ") sprintf("ng>=%s %s", a[2],
+			    rn + 0 >= a[2] + 0 ? "ok" : "MISS")
+		return out
+	}
+	return ""
+}
+
+# row LABEL WL CERT KEY FMT TARGET-KIND TARGET-ARG
+function row(label, wl, cert, key, fmt, tkind, targ,   i, fe, line, p, s, n, rs, rn) {
+	p = val(wl, cert, "popsd", key)
+	s = val(wl, cert, "stunnel", key)
+	n = val(wl, cert, "nginx", key)
+	if (p == "" && s == "" && n == "" && val(wl, cert, "backend", key) == "")
+		return
+	line = sprintf("%-34s", label)
+	for (i = 1; i <= nfe; i++) {
+		fe = FE[i]
+		line = line sprintf(" %9s", cell(wl, cert, fe, key, fmt))
+	}
+	rs = ratio(p, s)
+	rn = ratio(p, n)
+	line = line sprintf(" %7s %7s", rs == "" ? "-" : sprintf("%.2f", rs),
+	    rn == "" ? "-" : sprintf("%.2f", rn))
+	line = line "  " verdict(tkind, targ, p, rs, rn)
+	print line
+}
+
+function section(title) {
+	print ""
+	print title
+}
+
+BEGIN { nfe = 0 }
+
+/^#/ || NF == 0 { next }
+
+{
+	delete F
+	for (i = 1; i <= NF; i++) {
+		eq = index($i, "=")
+		if (eq > 0)
+			F[substr($i, 1, eq - 1)] = substr($i, eq + 1)
+	}
+	wl = F["wl"]
+	if (wl == "machine") {
+		for (k in F)
+			M[k] = F[k]
+		next
+	}
+	if (wl == "limit") {
+		L[F["what"]] = F["ms_per_op"] != "" ? F["ms_per_op"] : F["ms_per_mib"]
+		LO[F["what"]] = F["ops"] != "" ? F["ops"] : F["kbps"]
+		next
+	}
+	if (wl == "end") {
+		total = F["secs_total"]
+		next
+	}
+	cert = F["cert"]
+	fe = F["fe"]
+	if (!(fe in seen_fe)) {
+		seen_fe[fe] = 1
+	}
+	if (cert != "-" && !(cert in seen_cert)) {
+		seen_cert[cert] = 1
+		certs[++ncert] = cert
+	}
+	for (k in F)
+		V[wl, cert, fe, k] = F[k]
+	# resumed share of the sessions
+	if (F["ok"] + 0 > 0 && F["resumed"] != "")
+		V[wl, cert, fe, "resumed_pct"] = 100 * F["resumed"] / F["ok"]
+	if (F["fe_rss_kib"] != "")
+		V[wl, cert, fe, "fe_rss_mib"] = F["fe_rss_kib"] / 1024
+}
+
+END {
+	split("backend popsd stunnel nginx popsd+fix", order, " ")
+	for (i = 1; i <= 5; i++)
+		if (order[i] in seen_fe)
+			FE[++nfe] = order[i]
+	printf "popsd benchmark  %s  %s x %s, %s MiB, Linux %s\n", M["date"],
+	    M["cpus"], M["model"], M["mem_mib"], M["kernel"]
+	printf "OpenSSL %s, stunnel %s, nginx %s, Dovecot %s, popsd %s; " \
+	    "load average before %s\n", M["openssl"], M["stunnel"], M["nginx"],
+	    M["dovecot"], M["popsd"], M["load_before"]
+	printf "runs: %s s per sessions run, %s concurrent, bulk %s x %s MiB, " \
+	    "idle %s, latency %s sequential%s\n", M["secs"], M["conc"],
+	    M["bulk_clients"], M["msg_mib"], M["idle_n"], M["lat_n"],
+	    total != "" ? sprintf("; whole run %s s", total) : ""
+	printf "limits, one core (openssl speed): AES-256-GCM %.3f ms/MiB, " \
+	    "RSA-2048 sign %.3f ms, ECDSA P-256 sign %.3f ms / verify %.3f ms, " \
+	    "X25519 %.3f ms\n", L["aes-256-gcm-16k"], L["rsa2048-sign"],
+	    L["ecdsap256-sign"], L["ecdsap256-verify"], L["x25519"]
+
+	hdr = sprintf("%-34s", "workload / metric")
+	for (i = 1; i <= nfe; i++)
+		hdr = hdr sprintf(" %9s", FE[i])
+	hdr = hdr sprintf(" %7s %7s  %s", "p/st", "p/ng", "target (issue 8)")
+	print ""
+	print hdr
+
+	c1 = certs[1]
+	section("bulk: " M["bulk_clients"] " clients, each RETR of " M["msg_mib"] " MiB x " \
+	    M["bulk_retrs"] ", pop3s (" c1 ")")
+	row("  via Dovecot: MiB/s", "bulk", c1, "mibps", "%.0f", "ratio", "1.3,1.5")
+	row("  via Dovecot: front-end ms/MiB", "bulk", c1, "fe_ms_per_mib", "%.3f", "max", "0.5")
+	row("  via Dovecot: Dovecot ms/MiB", "bulk", c1, "be_ms_per_mib", "%.3f")
+	row("  via Dovecot: loadgen ms/MiB", "bulk", c1, "lg_ms_per_mib", "%.3f")
+	row("  via Dovecot: loadgen busy, cores", "bulk", c1, "lg_util", "%.2f")
+	row("  minimal backend: MiB/s", "bulk-mini", c1, "mibps", "%.0f", "ratio", "1.3,1.5")
+	row("  minimal backend: front-end ms/MiB", "bulk-mini", c1, "fe_ms_per_mib", "%.3f", "max", "0.5")
+	row("  minimal backend: loadgen ms/MiB", "bulk-mini", c1, "lg_ms_per_mib", "%.3f")
+	row("  minimal backend: front-end busy", "bulk-mini", c1, "fe_util", "%.2f")
+	row("  minimal backend: loadgen busy", "bulk-mini", c1, "lg_util", "%.2f")
+	# the backend alone
+	row("  plaintext baseline MiB/s", "bulk", "-", "mibps", "%.0f")
+	row("  plaintext baseline (minimal) MiB/s", "bulk-mini", "-", "mibps", "%.0f")
+
+	for (ci = 1; ci <= ncert; ci++) {
+		c = certs[ci]
+		ct = c == "rsa" ? "RSA-2048" : "ECDSA P-256"
+		section("sessions: " M["conc"] " concurrent, full handshake + USER/PASS/STAT/QUIT (" ct ")")
+		row("  pop3s sessions/s", "sess-pop3s", c, "rate", "%.0f", "ratio", "1.5,1.2")
+		row("  pop3s p50 ms", "sess-pop3s", c, "p50_ms", "%.1f")
+		row("  pop3s p99 ms", "sess-pop3s", c, "p99_ms", "%.1f")
+		row("  pop3s front-end ms/session", "sess-pop3s", c, "fe_cpu_per_op_ms", "%.3f",
+		    c == "rsa" ? "max" : "", "0.6")
+		row("  pop3s Dovecot ms/session", "sess-pop3s", c, "be_cpu_per_op_ms", "%.3f")
+		row("  pop3s loadgen ms/session", "sess-pop3s", c, "lg_cpu_per_op_ms", "%.3f")
+		row("  pop3s front-end busy, cores", "sess-pop3s", c, "fe_util", "%.2f")
+		row("  pop3s loadgen busy, cores", "sess-pop3s", c, "lg_util", "%.2f")
+		row("  STLS sessions/s", "sess-stls", c, "rate", "%.0f", "ratio", "-,1.2")
+		row("  STLS p50 ms", "sess-stls", c, "p50_ms", "%.1f")
+		row("  STLS p99 ms", "sess-stls", c, "p99_ms", "%.1f")
+		row("  STLS front-end ms/session", "sess-stls", c, "fe_cpu_per_op_ms", "%.3f",
+		    c == "rsa" ? "max" : "", "0.6")
+		row("  minimal backend: sessions/s", "sess-mini", c, "rate", "%.0f", "ratio", "1.5,1.2")
+		row("  minimal backend: fe ms/session", "sess-mini", c, "fe_cpu_per_op_ms", "%.3f")
+		row("  minimal backend: loadgen ms/sess", "sess-mini", c, "lg_cpu_per_op_ms", "%.3f")
+		row("  minimal backend: front-end busy", "sess-mini", c, "fe_util", "%.2f")
+		row("  minimal backend: loadgen busy", "sess-mini", c, "lg_util", "%.2f")
+		section("resumption: the same, each client resuming its last session (" ct ")")
+		row("  pop3s sessions/s", "resume-pop3s", c, "rate", "%.0f")
+		row("  pop3s resumed %", "resume-pop3s", c, "resumed_pct", "%.0f")
+		row("  pop3s front-end ms/session", "resume-pop3s", c, "fe_cpu_per_op_ms", "%.3f")
+		row("  pop3s p50 ms", "resume-pop3s", c, "p50_ms", "%.1f")
+		row("  STLS sessions/s", "resume-stls", c, "rate", "%.0f")
+		row("  STLS resumed %", "resume-stls", c, "resumed_pct", "%.0f")
+		row("  STLS front-end ms/session", "resume-stls", c, "fe_cpu_per_op_ms", "%.3f")
+		section("latency: one client at a time, " M["lat_n"] " sessions (" ct ")")
+		row("  pop3s connect->greeting p50 ms", "lat-pop3s", c, "greet_p50_ms", "%.2f", "max", "5")
+		row("  pop3s connect->greeting p99 ms", "lat-pop3s", c, "greet_p99_ms", "%.2f")
+		row("  pop3s connect->PASS +OK p50 ms", "lat-pop3s", c, "login_p50_ms", "%.2f")
+		row("  pop3s connect->PASS +OK p99 ms", "lat-pop3s", c, "login_p99_ms", "%.2f")
+		row("  STLS connect->greeting p50 ms", "lat-stls", c, "greet_p50_ms", "%.2f", "max", "5")
+		row("  STLS connect->PASS +OK p50 ms", "lat-stls", c, "login_p50_ms", "%.2f")
+	}
+	section("baseline: Dovecot alone, plaintext")
+	row("  sessions/s", "sess-plain", "-", "rate", "%.0f")
+	row("  Dovecot ms/session", "sess-plain", "-", "be_cpu_per_op_ms", "%.3f")
+	row("  connect->greeting p50 ms", "lat-plain", "-", "greet_p50_ms", "%.2f")
+	row("  connect->PASS +OK p50 ms", "lat-plain", "-", "login_p50_ms", "%.2f")
+	row("  minimal backend sessions/s", "sess-mini", "-", "rate", "%.0f")
+
+	section("idle: " M["idle_n"] " logged-in pop3s sessions held (" c1 ")")
+	row("  sessions held", "idle", c1, "held", "%d")
+	row("  front-end RSS / N, KiB", "idle", c1, "fe_kib_per_session", "%.1f", "max", "23")
+	row("  (RSS with - RSS before) / N, KiB", "idle", c1, "fe_delta_kib_per_session", "%.1f")
+	row("  front-end RSS total, MiB", "idle", c1, "fe_rss_mib", "%.1f")
+	row("  front-end processes", "idle", c1, "fe_nproc", "%d")
+	row("  Dovecot RSS / N, KiB", "idle", c1, "be_kib_per_session", "%.1f")
+
+	print ""
+	print "p/st, p/ng: popsd's value divided by stunnel's, nginx's (sessions/s and MiB/s: higher"
+	print "is better; ms and KiB: lower is better). front-end = utime+stime of its whole process"
+	print "tree from /proc. popsd+fix = the same popsd under tests/bench/popsd-fix.so: the proposed"
+	print "SSL_MODE_RELEASE_BUFFERS and ticket renewal (p/st and p/ng compare plain popsd)."
+	print "Minimal backend rows: loadgen's in-memory POP3 server instead of Dovecot, which isolates"
+	print "the front-end; the Dovecot rows are bounded by Dovecot on these cores."
+	if (footnote)
+		print "* some sessions of that run failed (see failed= and why_*= in the results file)"
+}
