@@ -73,4 +73,5 @@ clean:
 .PHONY: all unit deps check run install clean lint-man
 
 # Further tiers: fuzzing, sanitizers/robustness, benchmark.
--include tests/fuzz/fuzz.mk tests/robustness.mk tests/bench/bench.mk
+-include tests/fuzz/fuzz.mk tests/robustness.mk tests/bench/bench.mk \
+	tests/interop/interop.mk

@@ -21,6 +21,8 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <syslog.h>
 #include <unistd.h>
 
@@ -211,17 +213,81 @@ send_reply(int ctl, uint64_t id, pid_t pid, int conn, int errr, const char *why)
 		log_warn("spawner: sendmsg");
 }
 
-/* spawn_one: socketpair + stderr pipe + fork/exec; reply either way. */
+/*
+ * The daemon's end of the connection is a loopback TCP socket, not a
+ * socketpair: inetd gives daemons TCP sockets, and some look. solid-pop3d
+ * calls getpeername() on stdin and, seeing AF_UNIX, binds [::]:110 and
+ * goes standalone. The spawner keeps one listening socket on 127.0.0.1
+ * for this and pairs each connect() with its own accept().
+ */
+static int			 loop_fd = -1;
+static struct sockaddr_in	 loop_addr;
+
+static int
+loopback_listen(void)
+{
+	socklen_t len = sizeof(loop_addr);
+
+	memset(&loop_addr, 0, sizeof(loop_addr));
+	loop_addr.sin_family = AF_INET;
+	loop_addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if ((loop_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1 ||
+	    bind(loop_fd, (struct sockaddr *)&loop_addr, sizeof(loop_addr)) ==
+	    -1 || listen(loop_fd, 64) == -1 ||
+	    getsockname(loop_fd, (struct sockaddr *)&loop_addr, &len) == -1)
+		return -1;
+	return 0;
+}
+
+/* tcp_pair: sv[0] connected to sv[1] over loopback. Another local process
+ * may connect to our port too: only the peer whose address is our own
+ * connecting socket's is kept. 0 or -1. */
+static int
+tcp_pair(int sv[2])
+{
+	struct sockaddr_in mine, peer;
+	socklen_t len;
+	int c, a, tries;
+
+	if ((c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)
+		return -1;
+	len = sizeof(mine);
+	if (connect(c, (struct sockaddr *)&loop_addr, sizeof(loop_addr)) == -1 ||
+	    getsockname(c, (struct sockaddr *)&mine, &len) == -1) {
+		close(c);
+		return -1;
+	}
+	for (tries = 0; tries < 64; tries++) {
+		len = sizeof(peer);
+		if ((a = accept4(loop_fd, (struct sockaddr *)&peer, &len,
+		    SOCK_CLOEXEC)) == -1)
+			break;
+		if (peer.sin_port == mine.sin_port &&
+		    peer.sin_addr.s_addr == mine.sin_addr.s_addr) {
+			sv[0] = c;
+			sv[1] = a;
+			return 0;
+		}
+		close(a);	/* not ours */
+	}
+	close(c);
+	return -1;
+}
+
+/* spawn_one: connection pair + stderr pipe + fork/exec; reply either way. */
 static void
 spawn_one(int ctl, char **argv, const struct spawn_request *rq)
 {
-	int sv[2], ep[2];
+	int sv[2], ep[2], one = 1;
 	pid_t pid;
 
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == -1) {
+	if (tcp_pair(sv) == -1) {
 		send_reply(ctl, rq->id, -1, -1, -1, strerror(errno));
 		return;
 	}
+	/* Lock-step POP3 both ways: no Nagle delay on either end. */
+	(void)setsockopt(sv[0], IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	(void)setsockopt(sv[1], IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	if (pipe2(ep, O_CLOEXEC) == -1) {
 		send_reply(ctl, rq->id, -1, -1, -1, strerror(errno));
 		close(sv[0]);
@@ -252,6 +318,8 @@ spawner_main(int ctl, char **argv)
 	int sfd;
 
 	(void)prctl(PR_SET_NAME, "popsd-spawner");
+	if (loopback_listen() == -1)
+		fatal("spawner: loopback listener");
 	signal(SIGTERM, SIG_DFL);
 	signal(SIGINT, SIG_IGN);
 	signal(SIGHUP, SIG_IGN);

@@ -8,8 +8,10 @@
  * only the command line from the configuration at start-up, and takes
  * fixed-size requests ("start one for session N with this environment")
  * from the unprivileged daemon over a socketpair; it answers with the
- * session's end of a new socketpair and the read end of the daemon's
- * stderr pipe (SCM_RIGHTS). It reaps children and logs how they ended.
+ * session's end of a new loopback TCP connection (the daemon has the
+ * other end on stdin/stdout, a TCP socket as under inetd) and the read
+ * end of the daemon's stderr pipe (SCM_RIGHTS). It reaps children and
+ * logs how they ended.
  */
 #ifndef POPSD_SPAWN_H
 #define POPSD_SPAWN_H

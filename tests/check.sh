@@ -105,6 +105,7 @@ target_tier() {
 }
 target_tier man lint-man
 target_tier fuzz fuzz-replay
+target_tier interop interop
 
 echo
 echo "=== summary ($(($(date +%s) - t0))s)"

@@ -15,7 +15,7 @@ dovecot-core dovecot-pop3d
 python3 python3-pytest
 curl openssl mpop fetchmail socat mandoc
 clang libclang-rt-dev valgrind procps
-systemd liblockfile1"
+systemd liblockfile1 getmail6 mailutils-pop3d"
 
 installed() {
 	dpkg-query -W -f='${Status}\n' "$1" 2>/dev/null | grep -q '^install ok installed$'
@@ -66,6 +66,10 @@ if [ "$had_dovecot" = no ]; then
 	elif [ -s /run/dovecot/master.pid ]; then
 		kill "$(cat /run/dovecot/master.pid)" 2>/dev/null || true
 	fi
+fi
+# Likewise mailutils-pop3d (used by the interop matrix from inetd mode).
+if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+	systemctl disable --now mailutils-pop3d.service >/dev/null 2>&1 || true
 fi
 
 for p in $PKGS; do

@@ -5,6 +5,8 @@
 #   legacy-backend.sh fetch [KIND...]      download the .debs into the cache
 #   legacy-backend.sh start KIND DIR PORT  start; DIR must be empty or absent
 #   legacy-backend.sh stop DIR             stop, verify nothing is left, rm DIR
+#   legacy-backend.sh run KIND DIR -- CMD  like start, but CMD (not socat) is
+#                                          pid 1 of the namespace
 #
 # KIND is popa3d or solid-pop3d.  Needs root (mount + pid namespaces).
 #
@@ -60,7 +62,7 @@ die() { echo "legacy-backend: $*" >&2; exit 1; }
 log() { echo "legacy-backend: $*" >&2; }
 
 usage() {
-    sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -280,13 +282,13 @@ proc_alive() { # PID -> succeeds if it exists and is not a zombie
 }
 
 # --------------------------------------------------------------------- start
-cmd_start() {
-    [ $# -eq 3 ] || usage
-    local kind=$1 port=$3 pkg deb daemon args pid pgid t0 greeting
-    DIR=$2
+# prepare KIND PORT: everything start does before launching the namespace
+# (checks, .deb, DIR/pkg, messages, scratch root, backend.env); DIR is set
+# by the caller.  Sets the EXIT trap that cleans up on failure.  PORT may be
+# empty (run: no socat listener).
+prepare() {
+    local kind=$1 port=$2 pkg deb daemon args
     pkg=$(pkg_of "$kind")
-    case $port in '' | *[!0-9]*) die "PORT must be a number" ;; esac
-    if [ "$port" -lt 1 ] || [ "$port" -gt 65535 ]; then die "PORT out of range"; fi
     [ "$(id -u)" = 0 ] || die "must run as root (mount/pid namespaces, setuid daemons)"
     for t in socat unshare setpriv setsid flock openssl dpkg-deb apt-get; do
         command -v "$t" >/dev/null || die "missing tool: $t"
@@ -294,7 +296,7 @@ cmd_start() {
     if [ -e "$DIR" ] && [ -n "$(ls -A "$DIR")" ]; then
         die "$DIR exists and is not empty"
     fi
-    if listening "$port"; then die "port $port is already in use"; fi
+    if [ -n "$port" ] && listening "$port"; then die "port $port is already in use"; fi
 
     deb=$(fetch_deb "$pkg")
     mkdir -p "$DIR"
@@ -342,6 +344,32 @@ LEGACY_DAEMON_ARGS='$args'
 LEGACY_DEB='$deb'
 LEGACY_PORT110_BUSY_AT_START='$p110'
 EOF
+}
+
+# start_watchdog: with LEGACY_OWNER_PID set, stop the backend in DIR if that
+# process dies without calling stop.
+start_watchdog() {
+    if [ -n "${LEGACY_OWNER_PID:-}" ]; then
+        # Watchdog: if the owner (e.g. the pytest process) dies without
+        # calling stop, stop the backend anyway.  `tail --pid` waits for the
+        # owner; stop kills that tail and writes DIR/stopping, so the sh
+        # then just exits.  Own session: stop's group kill does not hit it.
+        # shellcheck disable=SC2016
+        setsid sh -c 'tail --pid="$1" -f /dev/null & echo $! >"$2/watchdog.pid"; wait $!
+            [ -e "$2/stopping" ] || [ ! -e "$2/'"$MARKER"'" ] || exec "$3" stop "$2"' \
+            legacy-watchdog "$LEGACY_OWNER_PID" "$DIR" "$HERE/legacy-backend.sh" \
+            </dev/null >>"$DIR/log/watchdog.log" 2>&1 &
+        echo $! >"$DIR/watchdog-sh.pid"
+    fi
+}
+
+cmd_start() {
+    [ $# -eq 3 ] || usage
+    local kind=$1 port=$3 pid pgid t0 greeting
+    DIR=$2
+    case $port in '' | *[!0-9]*) die "PORT must be a number" ;; esac
+    if [ "$port" -lt 1 ] || [ "$port" -gt 65535 ]; then die "PORT out of range"; fi
+    prepare "$kind" "$port"
 
     t0=$(date +%s.%N)
     # setsid: own process group (stop kills it); not a group leader here, so
@@ -383,18 +411,7 @@ EOF
 LEGACY_PID='$pid'
 LEGACY_STARTUP_SECONDS='$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.3f", b - a }')'
 EOF
-    if [ -n "${LEGACY_OWNER_PID:-}" ]; then
-        # Watchdog: if the owner (e.g. the pytest process) dies without
-        # calling stop, stop the backend anyway.  `tail --pid` waits for the
-        # owner; stop kills that tail and writes DIR/stopping, so the sh
-        # then just exits.  Own session: stop's group kill does not hit it.
-        # shellcheck disable=SC2016
-        setsid sh -c 'tail --pid="$1" -f /dev/null & echo $! >"$2/watchdog.pid"; wait $!
-            [ -e "$2/stopping" ] || [ ! -e "$2/'"$MARKER"'" ] || exec "$3" stop "$2"' \
-            legacy-watchdog "$LEGACY_OWNER_PID" "$DIR" "$HERE/legacy-backend.sh" \
-            </dev/null >>"$DIR/log/watchdog.log" 2>&1 &
-        echo $! >"$DIR/watchdog-sh.pid"
-    fi
+    start_watchdog
     trap - EXIT
     cat "$DIR/backend.env"
 }
@@ -408,6 +425,32 @@ start_failed() {
         cmd_stop "$DIR" >&2 || true
     fi
     exit $rc
+}
+
+# ----------------------------------------------------------------------- run
+# run KIND DIR -- CMD [ARG...]: the same namespace as start (scratch
+# passwd/shadow/group, PAM, /var/mail, /var/lib, /home; the .deb unpacked in
+# DIR/pkg; DIR/backend.env with LEGACY_DAEMON and LEGACY_DAEMON_ARGS) but
+# pid 1 of the namespace is CMD instead of socat: e.g. a popsd whose
+# `backend exec` starts the daemon.  Returns as soon as CMD is started (the
+# caller waits for its own readiness; CMD's output goes to DIR/log/ns.log);
+# prints backend.env (with LEGACY_PID, the namespace's unshare process).
+# Stop it with `stop DIR` as usual.
+cmd_run() {
+    if [ $# -lt 4 ] || [ "$3" != -- ]; then usage; fi
+    local kind=$1 pid
+    DIR=$2
+    shift 3
+    prepare "$kind" ""
+    setsid unshare --pid --fork --mount-proc --propagation private -- \
+        /bin/sh "$HERE/legacy/ns-init.sh" "$DIR" "$@" \
+        </dev/null >"$DIR/log/ns.log" 2>&1 &
+    pid=$!
+    echo "$pid" >"$DIR/pid"
+    echo "LEGACY_PID='$pid'" >>"$DIR/backend.env"
+    start_watchdog
+    trap - EXIT
+    cat "$DIR/backend.env"
 }
 
 # ---------------------------------------------------------------------- stop
@@ -514,5 +557,6 @@ case $cmd in
     fetch) cmd_fetch "$@" ;;
     start) cmd_start "$@" ;;
     stop) cmd_stop "$@" ;;
+    run) cmd_run "$@" ;;
     *) usage ;;
 esac

@@ -25,7 +25,7 @@ import popsd_harness as H
 # A POP3-ish inetd daemon: any USER/PASS logs in; after login "ENV" prints
 # what it was given, "DIE" exits without a word, "QUIT" says goodbye.
 INETD_POP3 = r'''#!/usr/bin/python3
-import os, sys
+import os, socket, sys
 out = sys.stdout.buffer
 def say(s):
     out.write(s.encode() + b"\r\n"); out.flush()
@@ -40,8 +40,9 @@ for raw in sys.stdin.buffer:
         keys = ("PROTO", "TCPREMOTEIP", "TCPREMOTEPORT", "TCPLOCALIP",
                 "TCPLOCALPORT", "SSL_PROTOCOL", "SSL_CIPHER")
         say("+OK " + " ".join("%s=%s" % (k, os.environ.get(k, "-")) for k in keys)
-            + " uid=%d stdin_is_stdout=%s" % (os.getuid(),
-              os.path.samestat(os.fstat(0), os.fstat(1))))
+            + " uid=%d stdin_is_stdout=%s stdin_family=%s" % (os.getuid(),
+              os.path.samestat(os.fstat(0), os.fstat(1)),
+              socket.socket(fileno=os.dup(0)).family.name))
     elif cmd == "DIE":
         sys.stderr.write("inetd-pop3 dying on request\n"); sys.stderr.flush()
         os._exit(3)
@@ -123,6 +124,8 @@ def test_exec_pop3s_environment(popsd, certs, inetd_pop3):
     assert env["SSL_PROTOCOL"].startswith("TLSv1.")
     assert env["SSL_CIPHER"] not in ("-", "")
     assert env["stdin_is_stdout"] == "True"
+    # A TCP socket, as under inetd: solid-pop3d goes standalone otherwise.
+    assert env["stdin_family"] == "AF_INET"
     if os.geteuid() == 0:
         assert env["uid"] == "0"
         with open(f"/proc/{p.pid}/status") as f:

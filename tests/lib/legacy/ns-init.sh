@@ -1,5 +1,5 @@
 #!/bin/sh
-# ns-init.sh DIR - runs as pid 1 of a private pid + mount namespace (started
+# ns-init.sh DIR [CMD...] - runs as pid 1 of a private pid + mount namespace (started
 # by legacy-backend.sh).  Bind-mounts DIR/root's scratch files over the real
 # ones -- visible only inside this mount namespace -- then becomes an
 # inetd: socat forks one daemon per connection with the socket on its stdin
@@ -44,6 +44,13 @@ if [ -n "$LEGACY_APOP_SECRET" ]; then
         echo "ns-init: pop_auth wrote no APOPSecret" >&2
         exit 1
     }
+fi
+
+# `legacy-backend.sh run KIND DIR -- CMD...`: CMD (e.g. a popsd that starts
+# the daemon with `backend exec`) becomes pid 1 instead of socat.
+if [ $# -gt 1 ]; then
+    shift
+    exec "$@"
 fi
 
 # socat is pid 1 from here on: when it exits, the kernel kills whatever is
