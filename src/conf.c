@@ -39,6 +39,7 @@ struct parser {
 	struct conf	*c;
 	int		 backend_line;
 	int		 proxy_line;	/* last backend-proxy-protocol */
+	int		 workers_line;	/* last workers */
 	int		 cert_line;	/* certificate waiting for its key, or 0 */
 	int		 client_cert_line; /* tls-client-cert, or 0 */
 	int		 client_ca_line;   /* tls-client-ca, or 0 */
@@ -780,6 +781,28 @@ do_accept_proxy(struct parser *p, int argc, char **argv)
 	    &p->c->naccept_proxy, argc, argv);
 }
 
+/* workers N|auto: auto is one per online CPU. */
+static int
+do_workers(struct parser *p, int argc, char **argv)
+{
+	long n, cpus;
+	char q[64];
+
+	(void)argc;
+	if (strcmp(argv[0], "auto") == 0) {
+		cpus = sysconf(_SC_NPROCESSORS_ONLN);
+		p->c->workers = cpus < 1 ? 1 : cpus > 64 ? 64 : (int)cpus;
+	} else if (parse_uint(argv[0], 1, 64, &n) == 0)
+		p->c->workers = (int)n;
+	else {
+		perr(p, "workers: expected a number from 1 to 64 or auto, not "
+		    "\"%s\"", clean(q, sizeof(q), argv[0]));
+		return -1;
+	}
+	p->workers_line = p->line;
+	return 0;
+}
+
 static int
 do_backend_proxy(struct parser *p, int argc, char **argv)
 {
@@ -1046,6 +1069,7 @@ static const struct directive directives[] = {
 	    do_timeout },
 	{ "ocsp-staple", 1, 1, "ocsp-staple PATH", do_ocsp_staple },
 	{ "max-sessions", 1, 1, "max-sessions N", do_max_sessions },
+	{ "workers", 1, 1, "workers N|auto", do_workers },
 	{ "max-sessions-per-ip", 1, 1, "max-sessions-per-ip N",
 	    do_max_sessions_per_ip },
 	{ "require-tls", 1, 1, "require-tls yes|no", do_require_tls },
@@ -1225,6 +1249,13 @@ check_complete(struct parser *p)
 		    "optional\" or \"tls-client-cert required\"");
 		return -1;
 	}
+	if (c->backend.kind == BACKEND_EXEC && c->workers > 1) {
+		p->line = p->workers_line;
+		perr(p, "workers: more than one worker cannot be used with "
+		    "\"backend exec\" (one spawner serves one process); exec'd "
+		    "daemons are a process per session already");
+		return -1;
+	}
 	if (c->backend.kind == BACKEND_EXEC && c->backend.proxy_version) {
 		p->line = p->proxy_line;
 		perr(p, "backend-proxy-protocol cannot be used with \"backend "
@@ -1255,6 +1286,7 @@ conf_defaults(struct conf *c)
 	c->timeout_idle = 600;
 	c->timeout_drain = 30;
 	c->max_sessions = 1000;
+	c->workers = 1;
 	c->require_tls = true;
 	c->max_auth_errors = 3;
 	c->sasl_line_max = 8192;

@@ -109,6 +109,7 @@ struct conf {
 	double	timeout_drain;		/* finishing after EOF or SIGTERM: default 30 */
 
 	int	max_sessions;		/* default 1000 */
+	int	workers;		/* processes serving; default 1 */
 	int	max_sessions_per_ip;	/* 0 (default): no per-address cap */
 
 	/* Authorization-phase policy (STLS issue). */

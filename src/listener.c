@@ -243,6 +243,15 @@ turn_away(struct listener *l, int fd, const struct sockaddr *sa,
 	    host, listen_kind_name(l->kind), reason, count, limit);
 }
 
+/* share: one worker's part of a limit (rounded up; the kernel spreads
+ * connections over the workers, so per-worker limits are approximate). */
+static unsigned
+share(int limit, int workers)
+{
+	return workers > 1 ? (unsigned)(limit + workers - 1) / (unsigned)workers :
+	    (unsigned)limit;
+}
+
 /*
  * admit: start a session for an accepted connection, or turn it away if
  * it is over max-sessions or max-sessions-per-ip. Sessions are counted per
@@ -259,7 +268,7 @@ admit(struct listener *l, int fd, const struct sockaddr *sa, socklen_t sl)
 	bool counted;
 	unsigned n;
 
-	if (d->nsessions >= (unsigned)c->max_sessions) {
+	if (d->nsessions >= share(c->max_sessions, d->nworkers)) {
 		turn_away(l, fd, sa, sl, "max-sessions", "too many sessions, "
 		    "try again later", d->nsessions, c->max_sessions);
 		return;
@@ -272,7 +281,8 @@ admit(struct listener *l, int fd, const struct sockaddr *sa, socklen_t sl)
 	}
 	counted = d->peers != NULL && peers_key_sockaddr(sa, key);
 	if (counted && c->max_sessions_per_ip > 0 &&
-	    (n = peers_count(d->peers, key)) >= (unsigned)c->max_sessions_per_ip) {
+	    (n = peers_count(d->peers, key)) >=
+	    share(c->max_sessions_per_ip, d->nworkers)) {
 		turn_away(l, fd, sa, sl, "max-sessions-per-ip", "too many "
 		    "sessions from your address, try again later", n,
 		    c->max_sessions_per_ip);
@@ -301,7 +311,8 @@ popsd_peer_admit(struct popsd *d, const struct sockaddr *sa)
 	if (d->peers == NULL || !peers_key_sockaddr(sa, key))
 		return 0;
 	n = peers_count(d->peers, key);
-	if ((c->max_sessions_per_ip > 0 && n >= (unsigned)c->max_sessions_per_ip) ||
+	if ((c->max_sessions_per_ip > 0 &&
+	    n >= share(c->max_sessions_per_ip, d->nworkers)) ||
 	    peers_add(d->peers, key) == -1) {
 		(void)getnameinfo(sa, sa->sa_family == AF_INET ?
 		    sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6),

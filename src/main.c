@@ -41,6 +41,7 @@
 #include "popsd.h"
 #include "privdrop.h"
 #include "spawn.h"
+#include "workers.h"
 #include "sd.h"
 #include "session.h"
 #include "tlsconf.h"
@@ -64,6 +65,8 @@ static struct privdrop	 privs;
 static ev_signal	 sig_term, sig_int, sig_hup;
 static ev_timer		 watchdog_timer, status_timer;
 static ev_timer		 ticket_timer;	/* session ticket key rotation */
+static bool		 is_worker;	/* one of "workers N" */
+#define WORKER_KEY_POLL	5.0		/* seconds */
 static bool		 stop_requested;	/* first TERM/INT seen */
 static char		 conf_path[PATH_MAX];
 
@@ -156,11 +159,20 @@ ticket_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 	(void)loop;
 	(void)revents;
+	if (is_worker) {
+		/* The master makes the keys; take what it published. */
+		if (tlsconf_sync(&d->tickets, d->tls_server, err,
+		    sizeof(err)) == -1)
+			log_warnx("session ticket keys from the master: %s", err);
+		return;
+	}
 	if (tlsconf_rotate(&d->tickets, d->tls_server, err, sizeof(err)) == -1)
 		log_warnx("session ticket key rotation failed, the current "
 		    "key stays: %s", err);
-	else
+	else {
+		tlsconf_publish(&d->tickets);
 		log_debug("session ticket key rotated (every %.0fs)", w->repeat);
+	}
 }
 
 /*
@@ -174,6 +186,10 @@ schedule_rotation(struct popsd *d)
 {
 	double every = tlsconf_rotate_interval(d->conf);
 
+	/* A worker looks for the master's new key often, so that all of
+	 * them encrypt with it within seconds of each other. */
+	if (is_worker && every > WORKER_KEY_POLL)
+		every = WORKER_KEY_POLL;
 	if (ev_is_active(&ticket_timer)) {
 		if (every == ticket_timer.repeat)
 			return;
@@ -648,7 +664,19 @@ main(int argc, char *argv[])
 	if (tls_init() == -1)
 		fatalx("tls_init failed");
 	TAILQ_INIT(&d->sessions);
+	d->id_stride = d->id_offset = 1;
+	d->nworkers = 1;
 	startup(d, &o);
+	if (!o.inetd && d->conf->workers > 1) {
+		if (tlsconf_share_keys(&d->tickets) == -1)
+			fatal("cannot share ticket keys with workers");
+		schedule_rotation(d);
+		if (workers_run(d, d->conf->workers) == -1) {
+			teardown(d, false);	/* the master, at the end */
+			return 0;
+		}
+		is_worker = true;
+	}
 	setup_signals(d);
 	if (o.inetd)
 		serve_inetd(d, o.inetd_kind);

@@ -35,6 +35,12 @@ struct popsd {
 	struct session_list	 sessions;
 	unsigned		 nsessions;
 	uint64_t		 next_session_id;
+	/* workers N: this process's share. Session ids are
+	 * next_session_id * id_stride + id_offset, distinct across workers;
+	 * max-sessions is divided among the workers. */
+	unsigned		 id_stride;	/* 1, or the number of workers */
+	unsigned		 id_offset;	/* 1, or this worker's number + 1 */
+	int			 nworkers;	/* 1 when not forked */
 	struct listener		**listeners;
 	int			 nlisteners;
 	bool			 accept_paused;	/* EMFILE/ENFILE back-off */

@@ -291,6 +291,15 @@ sd_notify_open(void)
 	unsetenv("NOTIFY_SOCKET");
 }
 
+void
+sd_notify_close(void)
+{
+	if (notify_fd != -1)
+		close(notify_fd);
+	notify_fd = -1;
+	watchdog_interval = 0;
+}
+
 bool
 sd_notify_active(void)
 {

@@ -56,6 +56,10 @@ int	sd_check_stream_socket(int fd, bool listening, char *why, size_t whysz);
  */
 void	sd_notify_open(void);
 
+/* sd_notify_close: this process will not notify (a worker: the master
+ * speaks for all of them); no watchdog either. */
+void	sd_notify_close(void);
+
 /* sd_notify_active: was a usable NOTIFY_SOCKET given? */
 bool	sd_notify_active(void);
 

@@ -1247,7 +1247,7 @@ session_new(struct popsd *d, enum listen_kind kind, int fd)
 		return NULL;
 	s->d = d;
 	s->conf = conf_ref(d->conf);
-	s->id = ++d->next_session_id;
+	s->id = d->next_session_id++ * d->id_stride + d->id_offset;
 	s->kind = kind;
 	s->started = s->last_activity = ev_now(d->loop);
 	endpoint_init(s, &s->client, fd);

@@ -7,7 +7,9 @@
 #include <sys/random.h>
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
+#include <sys/mman.h>
 #include <stdlib.h>
 #include <string.h>
 #include <tls.h>
@@ -96,6 +98,22 @@ next_rev(struct ticket_keys *tk)
 	return tk->last_rev;
 }
 
+/* append_key: add key named rev to tk, dropping the oldest when full. */
+static void
+append_key(struct ticket_keys *tk, const uint8_t *key, uint32_t rev)
+{
+	if (tk->n == TICKET_KEYS) {
+		memmove(tk->key[0], tk->key[1], sizeof(tk->key[0]) *
+		    (TICKET_KEYS - 1));
+		memmove(&tk->rev[0], &tk->rev[1], sizeof(tk->rev[0]) *
+		    (TICKET_KEYS - 1));
+		tk->n--;
+	}
+	memcpy(tk->key[tk->n], key, TICKET_KEY_SIZE);
+	tk->rev[tk->n] = rev;
+	tk->n++;
+}
+
 /* new_key: append a fresh key to tk, dropping the oldest when full. */
 static int
 new_key(struct ticket_keys *tk, char *err, size_t errsz)
@@ -106,16 +124,7 @@ new_key(struct ticket_keys *tk, char *err, size_t errsz)
 		snprintf(err, errsz, "getrandom: %s", strerror(errno));
 		return -1;
 	}
-	if (tk->n == TICKET_KEYS) {
-		memmove(tk->key[0], tk->key[1], sizeof(tk->key[0]) *
-		    (TICKET_KEYS - 1));
-		memmove(&tk->rev[0], &tk->rev[1], sizeof(tk->rev[0]) *
-		    (TICKET_KEYS - 1));
-		tk->n--;
-	}
-	memcpy(tk->key[tk->n], key, sizeof(key));
-	tk->rev[tk->n] = next_rev(tk);
-	tk->n++;
+	append_key(tk, key, next_rev(tk));
 	explicit_bzero(key, sizeof(key));
 	return 0;
 }
@@ -325,4 +334,84 @@ tlsconf_conn_facts(struct tls *t, char *sni, size_t snisz, char *subject,
 	fact(subject, subjectsz, t && tls_peer_cert_provided(t) ?
 	    tls_peer_cert_subject(t) : NULL, false);
 	*resumed = t != NULL && tls_conn_session_resumed(t) == 1;
+}
+
+/*
+ * Keys shared with workers: one anonymous shared page, written by the
+ * master only (tlsconf_publish) and read by the workers (tlsconf_sync).
+ * gen counts the keys ever published; key number g (from 1) sits in slot
+ * (g - 1) % TICKET_KEYS. The master writes the slot, then releases gen;
+ * a worker acquires gen, then reads. Rotation is every quarter of the
+ * session lifetime and workers look every minute at most, so a slot is
+ * never rewritten while a worker copies it.
+ */
+struct shared_keys {
+	_Atomic unsigned	gen;
+	uint8_t			key[TICKET_KEYS][TICKET_KEY_SIZE];
+	uint32_t		rev[TICKET_KEYS];
+};
+
+static struct shared_keys	*shared;
+static unsigned			 synced;	/* gen this worker has */
+
+int
+tlsconf_share_keys(const struct ticket_keys *tk)
+{
+	int i;
+
+	shared = mmap(NULL, sizeof(*shared), PROT_READ | PROT_WRITE,
+	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (shared == MAP_FAILED) {
+		shared = NULL;
+		return -1;
+	}
+	for (i = 0; i < tk->n; i++) {
+		memcpy(shared->key[i], tk->key[i], TICKET_KEY_SIZE);
+		shared->rev[i] = tk->rev[i];
+	}
+	atomic_store_explicit(&shared->gen, (unsigned)tk->n,
+	    memory_order_release);
+	synced = (unsigned)tk->n;
+	return 0;
+}
+
+void
+tlsconf_publish(const struct ticket_keys *tk)
+{
+	unsigned g;
+
+	if (shared == NULL || tk->n == 0)
+		return;
+	g = atomic_load_explicit(&shared->gen, memory_order_relaxed) + 1;
+	memcpy(shared->key[(g - 1) % TICKET_KEYS], tk->key[tk->n - 1],
+	    TICKET_KEY_SIZE);
+	shared->rev[(g - 1) % TICKET_KEYS] = tk->rev[tk->n - 1];
+	atomic_store_explicit(&shared->gen, g, memory_order_release);
+	synced = g;
+}
+
+int
+tlsconf_sync(struct ticket_keys *tk, struct tls_server *ts, char *err,
+    size_t errsz)
+{
+	unsigned g, gen;
+	int slot;
+
+	if (shared == NULL)
+		return 0;
+	gen = atomic_load_explicit(&shared->gen, memory_order_acquire);
+	if (gen - synced > TICKET_KEYS)
+		synced = gen - TICKET_KEYS;	/* missed some: the last four */
+	for (g = synced + 1; g <= gen; g++) {
+		slot = (int)((g - 1) % TICKET_KEYS);
+		append_key(tk, shared->key[slot], shared->rev[slot]);
+		if (ts != NULL && tls_config_add_ticket_key(ts->cfg,
+		    shared->rev[slot], shared->key[slot], TICKET_KEY_SIZE) == -1) {
+			snprintf(err, errsz, "tls_config_add_ticket_key: %s",
+			    tls_config_error(ts->cfg));
+			return -1;
+		}
+		synced = g;
+	}
+	return 0;
 }

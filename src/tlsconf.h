@@ -81,6 +81,19 @@ int	tlsconf_rotate(struct ticket_keys *tk, struct tls_server *ts,
  * resumption is off. */
 double	tlsconf_rotate_interval(const struct conf *c);
 
+/*
+ * Workers share ticket keys through memory mapped before they are forked.
+ * tlsconf_share_keys: set that up with tk's keys (the master, before
+ * forking); 0 or -1. tlsconf_publish: the master, after each
+ * tlsconf_rotate, makes the new key available. tlsconf_sync: a worker
+ * adopts keys published since its last call into tk and (if non-NULL)
+ * the live context ts; 0 or -1 with err. Both are no-ops without sharing.
+ */
+int	tlsconf_share_keys(const struct ticket_keys *tk);
+void	tlsconf_publish(const struct ticket_keys *tk);
+int	tlsconf_sync(struct ticket_keys *tk, struct tls_server *ts, char *err,
+	    size_t errsz);
+
 /* tlsconf_wipe_keys: forget every ticket key (explicit_bzero). */
 void	tlsconf_wipe_keys(struct ticket_keys *tk);
 

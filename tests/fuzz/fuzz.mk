@@ -15,10 +15,11 @@ FUZZ_DIR	 = $(BUILD)/fuzz
 FUZZ_CFLAGS	 = -std=c11 -D_GNU_SOURCE -Isrc -g -O1 \
 		   -fsanitize=fuzzer,address,undefined \
 		   -fno-sanitize-recover=undefined -Wall -Wextra
-FUZZ_NAMES	 = pop3 capa
+FUZZ_NAMES	 = pop3 capa proxy
 FUZZ_BINS	 = $(FUZZ_NAMES:%=$(FUZZ_DIR)/fuzz_%)
 FUZZ_OPTS_pop3	 = -max_len=4096
 FUZZ_OPTS_capa	 = -max_len=2048
+FUZZ_OPTS_proxy	 = -max_len=2048
 
 $(FUZZ_DIR)/fuzz_pop3: tests/fuzz/fuzz_pop3.c src/pop3.c src/capa.c \
     src/buf.c src/log.c src/pop3.h src/capa.h src/buf.h src/log.h
@@ -29,6 +30,10 @@ $(FUZZ_DIR)/fuzz_pop3: tests/fuzz/fuzz_pop3.c src/pop3.c src/capa.c \
 $(FUZZ_DIR)/fuzz_capa: tests/fuzz/fuzz_capa.c src/capa.c src/capa.h
 	@mkdir -p $(FUZZ_DIR)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_capa.c src/capa.c
+
+$(FUZZ_DIR)/fuzz_proxy: tests/fuzz/fuzz_proxy.c src/proxy.c src/proxy.h
+	@mkdir -p $(FUZZ_DIR)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_proxy.c src/proxy.c
 
 fuzz-build: $(FUZZ_BINS)
 
