@@ -371,18 +371,30 @@ next_line(const struct buf *cin, size_t limit, struct line *l)
 	return l->len + 2 > limit ? LINE_LONG : LINE_OK;
 }
 
-/* shield_error: count a malformed line; the last one allowed closes. */
+/*
+ * count_error: one more malformed line or failed login (max-auth-errors);
+ * the last one allowed queues the closing reply, after the answers to
+ * earlier commands. Otherwise reply (if any) is queued.
+ */
 static void
-shield_error(struct pop3 *p, const char *reply)
+count_error(struct pop3 *p, const char *reply, const char *what)
 {
-	log_debug("pop3: shield error %d (%s)", p->errors + 1,
-	    reply != NULL ? "command" : "sasl response");
+	log_debug("pop3: error %d (%s)", p->errors + 1, what);
+	if (p->state == ST_CLOSING || p->state == ST_CLOSED)
+		return;
 	if (++p->errors >= p->pol.max_errors) {
 		p->close_reason = "too-many-errors";
 		enqueue(p, RESP_CLOSE, R_TOO_MANY);
 		set_state(p, ST_CLOSING);
 	} else if (reply != NULL)
 		enqueue(p, RESP_LOCAL, reply);
+}
+
+/* shield_error: count a malformed line; the last one allowed closes. */
+static void
+shield_error(struct pop3 *p, const char *reply)
+{
+	count_error(p, reply, reply != NULL ? "command" : "sasl response");
 }
 
 /* forward: send the line content to the backend with CRLF, all or
@@ -808,8 +820,11 @@ login_line(struct pop3 *p, const uint8_t *s, size_t n, struct buf *to_client,
 	if (is_status(s, n, "+OK"))
 		login_ok(p, ev);
 	else {
+		/* A failed login counts too: one connection must not be a
+		 * free password-guessing channel to the legacy daemon. */
 		dequeue(p);
 		auth_over(p);
+		count_error(p, NULL, "failed login");
 	}
 	return B_DONE;
 }

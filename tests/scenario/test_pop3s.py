@@ -192,7 +192,9 @@ def test_fetchmail(popsd, certs, tmp_path):
 """)
     rc.chmod(0o600)
     env = dict(os.environ, HOME=str(tmp_path), FETCHMAILHOME=str(tmp_path))
-    r = subprocess.run(["fetchmail", "-f", str(rc), "--nosyslog", "--nodetach", "-v"],
+    # Its own pid file: as root fetchmail would lock the shared one in /var/run.
+    r = subprocess.run(["fetchmail", "-f", str(rc), "--nosyslog", "--nodetach", "-v",
+                        "--pidfile", str(tmp_path / "fetchmail.pid")],
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60,
                        cwd=tmp_path, env=env)
     assert r.returncode == 0, r.stdout.decode(errors="replace")

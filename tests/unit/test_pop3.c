@@ -526,6 +526,26 @@ static const struct scenario scenarios[] = {
 	.errors = 0,
 },
 {
+	/* max-auth-errors bounds password guessing on one connection: the
+	 * backend's -ERR to PASS counts, and the last one allowed closes. */
+	.name = "failed logins count: the third -ERR to PASS closes",
+	.pol = P_PLAIN,
+	.steps = { B(GREET), C("USER a\r\nPASS b\r\n"),
+	    B("+OK\r\n-ERR [AUTH] invalid password\r\n"),
+	    C("USER a\r\nPASS c\r\n"),
+	    B("+OK\r\n-ERR [AUTH] invalid password\r\n"),
+	    C("USER a\r\nPASS d\r\nUSER a\r\n"),
+	    B("+OK\r\n-ERR [AUTH] invalid password\r\n") },
+	.to_backend = "USER a\r\nPASS b\r\nUSER a\r\nPASS c\r\n"
+	    "USER a\r\nPASS d\r\n",
+	.to_client = GREET "+OK\r\n-ERR [AUTH] invalid password\r\n"
+	    "+OK\r\n-ERR [AUTH] invalid password\r\n"
+	    "+OK\r\n-ERR [AUTH] invalid password\r\n"
+	    "-ERR too many errors, closing\r\n",
+	.events = POP3_EV_CLOSE, .cin_left = "USER a\r\n",
+	.errors = 3, .close_reason = "too-many-errors",
+},
+{
 	.name = "failed PASS releases held input; retry splices",
 	.pol = P_PLAIN,
 	.steps = { B(GREET), C("USER a\r\nPASS b\r\nRETR 1\r\n"),
@@ -535,7 +555,7 @@ static const struct scenario scenarios[] = {
 	.to_client = GREET "+OK\r\n-ERR [AUTH] invalid password\r\n" UNKNOWN
 	    "+OK\r\n+OK\r\n",
 	.events = POP3_EV_SPLICE,
-	.errors = 0,
+	.errors = 1,
 },
 {
 	.name = "APOP plaintext allowed: timestamp login splices",
@@ -598,7 +618,7 @@ static const struct scenario scenarios[] = {
 	    C("STLS\r\n") },
 	.to_backend = "AUTH FOO\r\n",
 	.to_client = GREET "-ERR unsupported\r\n" STLS_LATE,
-	.errors = 0,
+	.errors = 1,
 },
 {
 	.name = "STLS after a refused USER is allowed; USER forgotten",
@@ -651,7 +671,7 @@ static const struct scenario scenarios[] = {
 	.to_backend = "AUTH LOGIN\r\n*\r\nNOOP\r\n",
 	.to_client = GREET "+ VXNlcm5hbWU6\r\n-ERR [AUTH] cancelled\r\n"
 	    "-ERR not in this state\r\n",
-	.errors = 0, .user = "",
+	.errors = 1, .user = "",
 },
 {
 	.name = "SASL empty response line is relayed",
@@ -660,7 +680,7 @@ static const struct scenario scenarios[] = {
 	    B("-ERR\r\n") },
 	.to_backend = "AUTH PLAIN\r\n\r\n",
 	.to_client = GREET "+ \r\n-ERR\r\n",
-	.errors = 0,
+	.errors = 1,
 },
 {
 	.name = "SASL response with a space: cancelled for the client",
@@ -669,7 +689,7 @@ static const struct scenario scenarios[] = {
 	    C("USER evil\r\n"), B("-ERR cancelled\r\n"), C("NOOP\r\n") },
 	.to_backend = "AUTH PLAIN\r\n*\r\nNOOP\r\n",
 	.to_client = GREET "+ \r\n-ERR cancelled\r\n",
-	.errors = 1,
+	.errors = 2,
 },
 {
 	.name = "SASL response over sasl_line_max: * sent, rest skipped",
@@ -680,7 +700,7 @@ static const struct scenario scenarios[] = {
 	    B("-ERR cancelled\r\n"), C("NOOP\r\n") },
 	.to_backend = "AUTH PLAIN\r\n*\r\nNOOP\r\n",
 	.to_client = GREET "+ \r\n-ERR cancelled\r\n",
-	.errors = 1,
+	.errors = 2,
 },
 {
 	.name = "SASL over-long, backend accepts anyway: rest still dropped",
@@ -712,7 +732,7 @@ static const struct scenario scenarios[] = {
 	    C("QUFBQUFBQUFBQU\r\n"), B("-ERR no\r\n") },
 	.to_backend = "AUTH PLAIN\r\nQUFBQUFBQUFBQU\r\n",
 	.to_client = GREET "+ \r\n-ERR no\r\n",
-	.errors = 0,
+	.errors = 1,
 },
 {
 	.name = "AUTH alone lists mechanisms (multi-line)",
@@ -847,7 +867,7 @@ static const struct scenario scenarios[] = {
 	    B(" tail\r\n-ERR no such user\r\n-ERR [AUTH] no\r\n") },
 	.to_backend = "USER bob\r\nPASS x\r\n",
 	.to_client = GREET "-ERR no such user\r\n-ERR [AUTH] no\r\n",
-	.errors = 0,
+	.errors = 1,
 },
 {
 	.name = "backend bytes during the STLS handshake are dropped",
