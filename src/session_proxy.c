@@ -1,0 +1,141 @@
+/*
+ * session_proxy.c — the PROXY protocol at a session's two ends: the header
+ * a trusted balancer sends before anything else (accept-proxy-protocol),
+ * and the one popsd sends its backend (backend-proxy-protocol). The
+ * parsing and building are proxy.c's; this is the I/O and what follows.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <ev.h>
+
+#include "log.h"
+#include "popsd.h"
+#include "session.h"
+#include "session_int.h"
+#include "proxy.h"
+
+
+/*
+ * session_send_proxy_header: tell the backend who the client really is, before
+ * any POP3 byte (backend-proxy-protocol). The TLS facts go with v2 when
+ * TLS is already up. -1 if it could not be built (the session is then
+ * refused).
+ */
+int
+session_send_proxy_header(struct session *s)
+{
+	uint8_t hdr[PROXY_HDR_MAX];
+	struct proxy_tls tls = { s->tls_version, s->tls_cipher, NULL, false };
+	const struct sockaddr *src = s->peerlen ? (struct sockaddr *)&s->peer :
+	    NULL, *dst = s->locallen ? (struct sockaddr *)&s->local : NULL;
+	ssize_t n;
+
+	if (s->conf->backend.proxy_version == 1)
+		n = proxy_build_v1((char *)hdr, sizeof(hdr), src, dst);
+	else
+		n = proxy_build_v2(hdr, sizeof(hdr), src, dst,
+		    s->tls_version[0] ? &tls : NULL);
+	if (n <= 0 || buf_append(&s->to_backend, hdr, (size_t)n) == -1) {
+		session_backend_unavailable(s, "cannot build the PROXY header");
+		return -1;
+	}
+	return 0;
+}
+
+/* discard_pending: read and drop what the peer already sent (bounded), so
+ * that closing sends a FIN, not the reset unread data would cause. */
+static void
+discard_pending(int fd)
+{
+	char junk[4096];
+	int i;
+
+	for (i = 0; i < 4 && recv(fd, junk, sizeof(junk), MSG_DONTWAIT) > 0; i++)
+		continue;
+}
+
+/* proxy_apply: a complete header: from here on the client is the one it
+ * names (a LOCAL or UNKNOWN header keeps the balancer's address), and
+ * that client is counted for max-sessions-per-ip. false if closed. */
+static bool
+proxy_apply(struct session *s, const struct proxy_result *res)
+{
+	snprintf(s->via, sizeof(s->via), "%s", s->peer_addr);
+	if (res->has_addr) {
+		memcpy(&s->peer, &res->src, res->srclen);
+		s->peerlen = res->srclen;
+		memcpy(&s->local, &res->dst, res->dstlen);
+		s->locallen = res->dstlen;
+		session_peer_text(s);
+	}
+	if (popsd_peer_admit(s->d, (struct sockaddr *)&s->peer) == -1) {
+		if (s->kind != LISTEN_POP3) {	/* nothing to say before TLS */
+			session_close(s, "max-sessions-per-ip");
+			return false;
+		}
+		session_refuse(s, "max-sessions-per-ip", "too many sessions from your "
+		    "address, try again later");
+		session_pump(s);
+		return false;
+	}
+	s->peer_counted = true;
+	session_begin(s);
+	return false;	/* session_begin pumped (or closed) the session */
+}
+
+/*
+ * session_read_proxy: read the header exactly (proxy_parse says how much
+ * more is surely header), so that what follows it, a TLS ClientHello on a
+ * pop3s port, stays in the socket for libtls. false if the session moved
+ * on or was closed.
+ */
+bool
+session_read_proxy(struct session *s)
+{
+	struct proxy_result res;
+	const uint8_t *p;
+	uint8_t *w;
+	size_t avail, len;
+	ssize_t n;
+	int rv;
+
+	while (s->client.rd_wait == 0) {
+		if ((w = buf_wptr(&s->cin, &avail)) == NULL) {
+			session_close(s, "proxy-invalid");
+			return false;
+		}
+		n = xio_read(&s->client.io, w, avail < s->proxy_need ? avail :
+		    s->proxy_need);
+		if (xio_wants(n)) {
+			s->client.rd_wait = xio_want_event(n);
+			break;
+		}
+		if (n <= 0) {
+			session_note_detail(s, "client", &s->client.io);
+			session_close(s, n == 0 ? "proxy-eof" : "client-error");
+			return false;
+		}
+		buf_commit(&s->cin, (size_t)n);
+		p = buf_rptr(&s->cin, &len);
+		rv = proxy_parse(p, len, &res);
+		if (rv == PROXY_NEED_MORE) {
+			s->proxy_need = res.need;
+			continue;
+		}
+		if (rv == PROXY_INVALID) {
+			log_warnx("session=%llu client=%s: no valid PROXY header "
+			    "from a trusted balancer", (unsigned long long)s->id,
+			    s->peer_addr);
+			discard_pending(s->client.io.fd);
+			session_close(s, "proxy-invalid");
+			return false;
+		}
+		buf_consume(&s->cin, (size_t)rv);
+		return proxy_apply(s, &res);
+	}
+	return true;
+}
