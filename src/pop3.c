@@ -910,6 +910,22 @@ capa_body(struct pop3 *p, const uint8_t *s, size_t n, struct buf *to_client)
 	return B_DONE;
 }
 
+/*
+ * bad_greeting: the backend's first line is not a POP3 status (a TLS
+ * server, an HTTP server, a crashed daemon's noise on the port): the
+ * client gets popsd's own "-ERR [SYS/TEMP]", never those bytes.
+ */
+static enum bres
+bad_greeting(struct pop3 *p, struct buf *to_client, int *ev)
+{
+	log_debug("pop3: backend greeting is not +OK or -ERR");
+	(void)buf_append(to_client, R_BACKEND, strlen(R_BACKEND));
+	p->close_reason = "backend-bad-greeting";
+	set_state(p, ST_CLOSED);
+	*ev |= POP3_EV_CLOSE;
+	return B_DONE;
+}
+
 /* backend_line: use one complete backend line as the head response says. */
 static enum bres
 backend_line(struct pop3 *p, const uint8_t *s, size_t n,
@@ -920,6 +936,9 @@ backend_line(struct pop3 *p, const uint8_t *s, size_t n,
 
 	switch (r->kind) {
 	case RESP_GREETING:
+		if (!is_status(s, n, "+OK") && !is_status(s, n, "-ERR"))
+			return bad_greeting(p, to_client, ev);
+		/* FALLTHROUGH */
 	case RESP_SINGLE:
 		if ((res = relay(to_client, s, n)) == B_DONE)
 			dequeue(p);

@@ -120,20 +120,27 @@ session_set_phase(struct session *s, enum phase ph)
 }
 
 /* The relay's timer: connect timeout until the backend greets, then the
- * login (mediated) or idle (spliced) timeout, then drain once half-closed. */
+ * login deadline (mediated) or idle timeout (spliced), then drain once
+ * half-closed. */
 void
 session_relay_timeout(struct session *s)
 {
 	const struct conf *c = s->conf;
 
 	if (s->client.eof || s->backend.eof)
-		session_set_timeout(s, DL_ABSOLUTE, c->timeout_drain, "timeout-drain");
+		session_set_timeout(s, DL_ABSOLUTE, c->timeout_drain,
+		    "timeout-drain");
 	else if (!s->greeted)
-		session_set_timeout(s, DL_ABSOLUTE, c->timeout_connect, "backend-silent");
+		session_set_timeout(s, DL_ABSOLUTE, c->timeout_connect,
+		    "backend-silent");
 	else if (s->pop3 != NULL)
-		session_set_timeout(s, DL_IDLE, c->timeout_login, "timeout-login");
+		/* Absolute, not idle: a client trickling a byte at a time
+		 * must not hold an unauthenticated session open forever. */
+		session_set_timeout(s, DL_ABSOLUTE, c->timeout_login,
+		    "timeout-login");
 	else
-		session_set_timeout(s, DL_IDLE, c->timeout_idle, "timeout-idle");
+		session_set_timeout(s, DL_IDLE, c->timeout_idle,
+		    "timeout-idle");
 }
 
 /* --- ending ------------------------------------------------------------ */

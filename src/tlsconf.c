@@ -44,6 +44,14 @@ add_keypairs(struct tls_config *cfg, const struct conf *c, char *err,
 	return 0;
 }
 
+/*
+ * TLS 1.2 cipher suites when tls-ciphers is not given: forward-secret AEAD
+ * only (Mozilla's "intermediate" set). libtls' own default ("secure")
+ * still offers CBC suites, which testssl flags (LUCKY13). TLS 1.3 suites
+ * are all AEAD and not affected.
+ */
+#define TLSCONF_DEFAULT_CIPHERS	"ECDHE+AESGCM:ECDHE+CHACHA20"
+
 /* policy: protocols, ciphers, curves and client certificates. The values
  * were accepted by libtls at load time; a failure here is still reported. */
 static int
@@ -54,8 +62,8 @@ set_policy(struct tls_config *cfg, const struct conf *c, char *err,
 
 	if (tls_config_set_protocols(cfg, c->tls_protocols) == -1)
 		what = "tls-protocols";
-	else if (c->tls_ciphers != NULL &&
-	    tls_config_set_ciphers(cfg, c->tls_ciphers) == -1)
+	else if (tls_config_set_ciphers(cfg, c->tls_ciphers != NULL ?
+	    c->tls_ciphers : TLSCONF_DEFAULT_CIPHERS) == -1)
 		what = "tls-ciphers";
 	else if (c->tls_curves != NULL &&
 	    tls_config_set_ecdhecurves(cfg, c->tls_curves) == -1)

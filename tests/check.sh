@@ -104,8 +104,10 @@ target_tier() {
 	fi
 }
 target_tier man lint-man
-target_tier fuzz fuzz-replay
+target_tier fuzz fuzz-ci FUZZ_CI_SECONDS=20
 target_tier interop interop
+# The whole scenario suite again, against an ASan+UBSan build.
+target_tier asan check-asan
 
 echo
 echo "=== summary ($(($(date +%s) - t0))s)"

@@ -15,7 +15,8 @@ dovecot-core dovecot-pop3d
 python3 python3-pytest
 curl openssl mpop fetchmail socat mandoc
 clang libclang-rt-dev valgrind procps
-systemd liblockfile1 getmail6 mailutils-pop3d"
+systemd liblockfile1 getmail6 mailutils-pop3d
+testssl.sh nmap"
 
 installed() {
 	dpkg-query -W -f='${Status}\n' "$1" 2>/dev/null | grep -q '^install ok installed$'

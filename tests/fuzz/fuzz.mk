@@ -38,21 +38,23 @@ $(FUZZ_DIR)/fuzz_proxy: tests/fuzz/fuzz_proxy.c src/proxy.c src/proxy.h
 fuzz-build: $(FUZZ_BINS)
 
 # fuzz_run NAME SECONDS: grow the build-local corpus from the seeds.
+# Expanded by make ($(foreach)), so that $(FUZZ_OPTS_NAME) is found: in a
+# shell loop over $$n it would name no variable.
 fuzz_run = mkdir -p $(FUZZ_DIR)/corpus-$(1) && \
 	$(FUZZ_DIR)/fuzz_$(1) $(FUZZ_OPTS_$(1)) -max_total_time=$(2) \
 	    -print_final_stats=1 -artifact_prefix=$(FUZZ_DIR)/crash-$(1)- \
-	    $(FUZZ_DIR)/corpus-$(1) tests/fuzz/corpus/$(1)
+	    $(FUZZ_DIR)/corpus-$(1) tests/fuzz/corpus/$(1);
 
 fuzz: $(FUZZ_BINS)
-	@set -e; for n in $(FUZZ_NAMES); do \
-	    echo "== fuzz_$$n for $(FUZZ_SECONDS) s"; \
-	    $(call fuzz_run,$$n,$(FUZZ_SECONDS)); done
+	@set -e; $(foreach n,$(FUZZ_NAMES),\
+	    echo "== fuzz_$(n) for $(FUZZ_SECONDS) s"; \
+	    $(call fuzz_run,$(n),$(FUZZ_SECONDS)))
 
 fuzz-replay: $(FUZZ_BINS)
-	@set -e; for n in $(FUZZ_NAMES); do \
-	    echo "== fuzz_$$n: replay tests/fuzz/corpus/$$n"; \
-	    $(FUZZ_DIR)/fuzz_$$n tests/fuzz/corpus/$$n/*; \
-	    echo "== fuzz_$$n for $(FUZZ_REPLAY_SECONDS) s"; \
-	    $(call fuzz_run,$$n,$(FUZZ_REPLAY_SECONDS)); done
+	@set -e; $(foreach n,$(FUZZ_NAMES),\
+	    echo "== fuzz_$(n): replay tests/fuzz/corpus/$(n)"; \
+	    $(FUZZ_DIR)/fuzz_$(n) $(FUZZ_OPTS_$(n)) tests/fuzz/corpus/$(n)/*; \
+	    echo "== fuzz_$(n) for $(FUZZ_REPLAY_SECONDS) s"; \
+	    $(call fuzz_run,$(n),$(FUZZ_REPLAY_SECONDS)))
 
 .PHONY: fuzz fuzz-build fuzz-replay

@@ -385,6 +385,17 @@ static const struct scenario scenarios[] = {
 	.errors = 0, .refused = NOCHECK,
 },
 {
+	/* Not POP3 at all (a TLS or HTTP server, noise): the client gets
+	 * popsd's own [SYS/TEMP] and none of those bytes. */
+	.name = "garbage greeting: -ERR [SYS/TEMP] and close",
+	.pol = P_REQUIRE,
+	.steps = { B("\x16\x03\x01garbage\r\n") },
+	.to_backend = "",
+	.to_client = "-ERR [SYS/TEMP] backend error, closing\r\n",
+	.events = POP3_EV_CLOSE, .close_reason = "backend-bad-greeting",
+	.errors = 0, .refused = NOCHECK,
+},
+{
 	.name = "CAPA rewritten before TLS under require-tls",
 	.pol = P_REQUIRE,
 	.steps = { B(GREET), C("CAPA\r\n"), B(CAPA_BACKEND) },
