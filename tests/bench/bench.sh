@@ -23,6 +23,8 @@
 #   POPSD [./popsd]  LOADGEN [build/bench/loadgen]  POPSD_FIX [build/bench/popsd-fix.so]
 #   BENCH_OUT [build/bench]          where results.txt and table.txt go
 #   BENCH_SECS [4]                   seconds per sessions/resumption run
+#   BENCH_POPSD_WORKERS [auto]       popsd's "workers" (nginx runs one
+#                                    worker per core too)
 #   BENCH_CONC [16]                  concurrent sessions
 #   BENCH_BULK_CLIENTS [4]  BENCH_MSG_MIB [50]  BENCH_BULK_RETRS [3] (RETRs each)
 #   BENCH_IDLE_N [5000]              idle sessions (>= 5000 for the issue)
@@ -323,6 +325,8 @@ start_popsd() {
 		echo "user nobody"
 		echo "group nogroup"
 		echo "max-sessions $((IDLE_N + 1000))"
+		# One process per core, as nginx's worker_processes auto.
+		echo "workers ${BENCH_POPSD_WORKERS:-auto}"
 		echo "timeout idle 10m"
 	} >"$conf"
 	log=$W/$1-$2.log
