@@ -369,11 +369,15 @@ accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 	struct listener *l = w->data;
 	struct sockaddr_storage ss;
 	socklen_t sl;
-	int fd, i;
+	int fd, i, batch;
 
 	(void)loop;
 	(void)revents;
-	for (i = 0; i < ACCEPT_BATCH; i++) {
+	/* Workers share the listening socket and all wake for a new
+	 * connection: one accept each keeps a burst from all landing on
+	 * the first worker to wake. */
+	batch = l->d->nworkers > 1 ? 1 : ACCEPT_BATCH;
+	for (i = 0; i < batch; i++) {
 		sl = sizeof(ss);
 		fd = accept4(l->fd, (struct sockaddr *)&ss, &sl,
 		    SOCK_NONBLOCK | SOCK_CLOEXEC);
