@@ -393,6 +393,17 @@ class Getmail(Client):
         return None
 
     def run(self, cell):
+        """getmail6 6.18 has a race of its own: its SIGCHLD handler can
+        signal the delivery child's exit before getmail waits for it, and
+        getmail then gives up with "waiting child pid N timed out" although
+        the message was retrieved. That (and only that) is retried once;
+        the mailbox is written afresh by the retry."""
+        o = self._run_once(cell)
+        if not o.ok and "waiting child pid" in (o.error or ""):
+            o = self._run_once(cell)
+        return o
+
+    def _run_once(self, cell):
         a = cell.account
         kind = "SimplePOP3SSLRetriever" if cell.mode == "pop3s" else "SimplePOP3Retriever"
         ca = f"ca_certs = {cell.ca}\n" if cell.mode == "pop3s" else ""
