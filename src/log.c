@@ -8,6 +8,7 @@
 #include <string.h>
 #include <syslog.h>
 #include <time.h>
+#include <unistd.h>
 
 static int log_to_stderr = 1;
 static int log_verbose;
@@ -28,26 +29,51 @@ log_verbosity(void)
 	return log_verbose;
 }
 
+/*
+ * stderr_line: one log line with a single write(2). With "workers N"
+ * several processes share stderr; a line written in pieces (text, then
+ * newline) would interleave with another process's.
+ */
+static void
+stderr_line(const char *msg, const char *suffix)
+{
+	char line[2048];
+	int n;
+
+	n = snprintf(line, sizeof(line), "%s%s\n", msg, suffix);
+	if (n < 0)
+		return;
+	if ((size_t)n >= sizeof(line)) {
+		n = sizeof(line) - 1;
+		line[n - 1] = '\n';
+	}
+	/* Nowhere to report a failed log write: the result is dropped. */
+	if (write(STDERR_FILENO, line, (size_t)n) == -1)
+		return;
+}
+
 static void __attribute__((format(printf, 2, 0)))
 vlog(int pri, const char *fmt, va_list ap)
 {
-	if (log_to_stderr) {
-		vfprintf(stderr, fmt, ap);
-		fputc('\n', stderr);
-		fflush(stderr);
-	} else
+	char msg[1536];
+
+	if (!log_to_stderr) {
 		vsyslog(pri, fmt, ap);
+		return;
+	}
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	stderr_line(msg, "");
 }
 
 static void __attribute__((format(printf, 3, 0)))
 vlog_errno(int pri, int saved, const char *fmt, va_list ap)
 {
-	char msg[1024];
+	char msg[1024], suffix[256];
 
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	if (log_to_stderr) {
-		fprintf(stderr, "%s: %s\n", msg, strerror(saved));
-		fflush(stderr);
+		snprintf(suffix, sizeof(suffix), ": %s", strerror(saved));
+		stderr_line(msg, suffix);
 	} else
 		syslog(pri, "%s: %s", msg, strerror(saved));
 }
