@@ -19,6 +19,7 @@
 #include "popsd.h"
 #include "sd.h"
 #include "session.h"
+#include "xio.h"
 
 /* Connections taken per wakeup: enough to empty a burst, small enough
  * that a flood cannot starve established sessions. */
@@ -224,16 +225,14 @@ turn_away(struct listener *l, int fd, const struct sockaddr *sa,
     socklen_t salen, const char *reason, const char *text, unsigned count,
     int limit)
 {
-	char host[64] = "?", msg[128], junk[4096];
-	int n, i;
+	char host[64] = "?", msg[128];
+	int n;
 
 	if (l->kind == LISTEN_POP3) {
 		n = snprintf(msg, sizeof(msg), "-ERR [SYS/TEMP] %s\r\n", text);
 		(void)send(fd, msg, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
 	}
-	/* Bounded: a client cannot keep us reading. */
-	for (i = 0; i < 4 && recv(fd, junk, sizeof(junk), MSG_DONTWAIT) > 0; i++)
-		continue;
+	xio_discard_input(fd);
 	(void)shutdown(fd, SHUT_WR);
 	close(fd);
 	if (sa->sa_family == AF_INET || sa->sa_family == AF_INET6)

@@ -46,18 +46,6 @@ session_send_proxy_header(struct session *s)
 	return 0;
 }
 
-/* discard_pending: read and drop what the peer already sent (bounded), so
- * that closing sends a FIN, not the reset unread data would cause. */
-static void
-discard_pending(int fd)
-{
-	char junk[4096];
-	int i;
-
-	for (i = 0; i < 4 && recv(fd, junk, sizeof(junk), MSG_DONTWAIT) > 0; i++)
-		continue;
-}
-
 /* proxy_apply: a complete header: from here on the client is the one it
  * names (a LOCAL or UNKNOWN header keeps the balancer's address), and
  * that client is counted for max-sessions-per-ip. false if closed. */
@@ -130,7 +118,7 @@ session_read_proxy(struct session *s)
 			log_warnx("session=%llu client=%s: no valid PROXY header "
 			    "from a trusted balancer", (unsigned long long)s->id,
 			    s->peer_addr);
-			discard_pending(s->client.io.fd);
+			xio_discard_input(s->client.io.fd);
 			session_close(s, "proxy-invalid");
 			return false;
 		}

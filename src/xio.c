@@ -101,6 +101,16 @@ xio_shutdown(struct xio *x)
 }
 
 void
+xio_discard_input(int fd)
+{
+	char junk[4096];
+	int i;
+
+	for (i = 0; i < 4 && recv(fd, junk, sizeof(junk), MSG_DONTWAIT) > 0; i++)
+		continue;
+}
+
+void
 xio_close(struct xio *x)
 {
 	if (x->tls != NULL) {

@@ -45,6 +45,11 @@ int	xio_handshake(struct xio *x);
  * to be repeated on XIO_WANT_*), then shutdown(SHUT_WR). 0 when done. */
 int	xio_shutdown(struct xio *x);
 
+/* xio_discard_input: read and drop what the peer of socket fd already
+ * sent (at most 16 KiB: a client cannot keep us reading), so that closing
+ * sends a FIN rather than the reset unread data would cause. */
+void	xio_discard_input(int fd);
+
 /* xio_close: free the TLS context (if any) and close the fd. Idempotent. */
 void	xio_close(struct xio *x);
 
