@@ -8,6 +8,7 @@ import contextlib
 import ctypes
 import hashlib
 import os
+import queue
 import re
 import signal
 import socket
@@ -372,6 +373,29 @@ class Popsd:
 
 # --------------------------------------------------------------------------
 # Clients and fake backends
+
+class LineReader:
+    """Read a subprocess's stdout line by line with a deadline (a thread
+    feeds a queue, so a silent client fails the test instead of hanging)."""
+
+    def __init__(self, proc):
+        self.proc = proc
+        self.lines = queue.Queue()
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self):
+        for line in self.proc.stdout:
+            self.lines.put(line)
+        self.lines.put(None)
+
+    def readline(self, timeout=20):
+        try:
+            line = self.lines.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError("no line from the client within the timeout") from None
+        assert line is not None, "client closed its output"
+        return line
+
 
 class Pop3Client:
     """A minimal line-oriented POP3 client over TLS (or plain), for tests

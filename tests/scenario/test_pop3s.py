@@ -6,7 +6,6 @@ free loopback ports; Dovecot is shared by the session (`backend`)."""
 import hashlib
 import os
 import poplib
-import queue
 import random
 import re
 import shutil
@@ -67,27 +66,13 @@ def test_curl_rejects_wrong_password(popsd, certs):
     assert p.alive()
 
 
-class SClient:
+class SClient(H.LineReader):
     """openssl s_client -quiet driven line by line."""
 
     def __init__(self, argv):
-        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE)
-        self.lines = queue.Queue()
-        threading.Thread(target=self._pump, daemon=True).start()
-
-    def _pump(self):
-        for line in self.proc.stdout:
-            self.lines.put(line)
-        self.lines.put(None)
-
-    def readline(self, timeout=20):
-        try:
-            line = self.lines.get(timeout=timeout)
-        except queue.Empty:
-            raise AssertionError("s_client: no line within timeout")
-        assert line is not None, "s_client: EOF"
-        return line
+        super().__init__(subprocess.Popen(argv, stdin=subprocess.PIPE,
+                                           stdout=subprocess.PIPE,
+                                           stderr=subprocess.PIPE))
 
     def cmd(self, line):
         self.proc.stdin.write(line.encode() + b"\n")

@@ -23,7 +23,6 @@ import contextlib
 import hashlib
 import os
 import poplib
-import queue
 import re
 import select
 import socket
@@ -385,28 +384,6 @@ def start(popsd, peer_or_addr, **kw):
     return popsd(backend_addr=addr, pop3=True, pop3s=False, **kw)
 
 
-class LineReader:
-    """Read a subprocess's stdout line by line with a deadline."""
-
-    def __init__(self, proc):
-        self.proc = proc
-        self.lines = queue.Queue()
-        threading.Thread(target=self._pump, daemon=True).start()
-
-    def _pump(self):
-        for line in self.proc.stdout:
-            self.lines.put(line)
-        self.lines.put(None)
-
-    def readline(self, timeout=20):
-        try:
-            line = self.lines.get(timeout=timeout)
-        except queue.Empty:
-            raise AssertionError("no line from the client within the timeout") from None
-        assert line is not None, "client closed its output"
-        return line
-
-
 def body_lf(lines):
     """The body of a message (retr lines) as a client stores it: LF ends."""
     i = lines.index(b"")
@@ -424,7 +401,7 @@ def test_openssl_s_client_starttls(kind, popsd, peer_of, certs):
          "-connect", f"127.0.0.1:{p.pop3_port}", "-CAfile", certs.ca,
          "-verify_return_error", "-verify_hostname", "localhost"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    s = LineReader(proc)
+    s = H.LineReader(proc)
 
     def cmd(line):
         proc.stdin.write(line.encode() + b"\n")
