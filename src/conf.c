@@ -781,18 +781,17 @@ do_accept_proxy(struct parser *p, int argc, char **argv)
 	    &p->c->naccept_proxy, argc, argv);
 }
 
-/* workers N|auto: auto is one per online CPU. */
+/* workers N|auto: auto (0 here) is resolved once the backend is known. */
 static int
 do_workers(struct parser *p, int argc, char **argv)
 {
-	long n, cpus;
+	long n;
 	char q[64];
 
 	(void)argc;
-	if (strcmp(argv[0], "auto") == 0) {
-		cpus = sysconf(_SC_NPROCESSORS_ONLN);
-		p->c->workers = cpus < 1 ? 1 : cpus > 64 ? 64 : (int)cpus;
-	} else if (parse_uint(argv[0], 1, 64, &n) == 0)
+	if (strcmp(argv[0], "auto") == 0)
+		p->c->workers = 0;
+	else if (parse_uint(argv[0], 1, 64, &n) == 0)
 		p->c->workers = (int)n;
 	else {
 		perr(p, "workers: expected a number from 1 to 64 or auto, not "
@@ -1222,6 +1221,15 @@ parse_file(struct parser *p, FILE *fp)
 	}
 }
 
+/* online_cpus: the CPUs this host has online, as workers (1 to 64). */
+static int
+online_cpus(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	return n < 1 ? 1 : n > 64 ? 64 : (int)n;
+}
+
 /* Checks that need the whole file. */
 static int
 check_complete(struct parser *p)
@@ -1249,6 +1257,10 @@ check_complete(struct parser *p)
 		    "optional\" or \"tls-client-cert required\"");
 		return -1;
 	}
+	/* auto: one per online CPU, for the handshakes; one with backend
+	 * exec, whose spawner serves one process. */
+	if (c->workers == 0)
+		c->workers = c->backend.kind == BACKEND_EXEC ? 1 : online_cpus();
 	if (c->backend.kind == BACKEND_EXEC && c->workers > 1) {
 		p->line = p->workers_line;
 		perr(p, "workers: more than one worker cannot be used with "
@@ -1286,7 +1298,7 @@ conf_defaults(struct conf *c)
 	c->timeout_idle = 600;
 	c->timeout_drain = 30;
 	c->max_sessions = 1000;
-	c->workers = 1;
+	c->workers = 0;		/* auto */
 	c->require_tls = true;
 	c->max_auth_errors = 3;
 	c->sasl_line_max = 8192;

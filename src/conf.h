@@ -109,7 +109,8 @@ struct conf {
 	double	timeout_drain;		/* finishing after EOF or SIGTERM: default 30 */
 
 	int	max_sessions;		/* default 1000 */
-	int	workers;		/* processes serving; default 1 */
+	int	workers;		/* processes serving; default auto:
+					 * one per CPU (1 with backend exec) */
 	int	max_sessions_per_ip;	/* 0 (default): no per-address cap */
 
 	/* Authorization-phase policy (STLS issue). */

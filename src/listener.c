@@ -15,7 +15,7 @@
 #include <ev.h>
 
 #include "log.h"
-#include "peers.h"
+#include "ledger.h"
 #include "popsd.h"
 #include "sd.h"
 #include "session.h"
@@ -156,6 +156,7 @@ listener_inetd(struct popsd *d, int fd, enum listen_kind kind, char *err,
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
 	char why[128];
+	unsigned n;
 	int fl;
 
 	if (sd_check_stream_socket(fd, false, why, sizeof(why)) == -1) {
@@ -174,6 +175,8 @@ listener_inetd(struct popsd *d, int fd, enum listen_kind kind, char *err,
 	 * logs the client as "local". */
 	if (getpeername(fd, (struct sockaddr *)&ss, &sl) == -1)
 		sl = 0;
+	/* Counted like a listener's session, so that its end balances. */
+	(void)ledger_session_take(d->ledger, 0, &n);
 	session_start(d, kind, fd, sl ? (struct sockaddr *)&ss : NULL, sl);
 	return 0;
 }
@@ -242,95 +245,97 @@ turn_away(struct listener *l, int fd, const struct sockaddr *sa,
 	    host, listen_kind_name(l->kind), reason, count, limit);
 }
 
-/* share: one worker's part of a limit (rounded up; the kernel spreads
- * connections over the workers, so per-worker limits are approximate). */
-static unsigned
-share(int limit, int workers)
-{
-	return workers > 1 ? (unsigned)(limit + workers - 1) / (unsigned)workers :
-	    (unsigned)limit;
-}
-
 /*
  * admit: start a session for an accepted connection, or turn it away if
- * it is over max-sessions or max-sessions-per-ip. Sessions are counted per
- * address whether or not a per-address limit is set, so that a reload
- * that sets one counts the sessions already running.
+ * it is over max-sessions or max-sessions-per-ip, counted in the ledger
+ * across all workers. Sessions are counted per address whether or not a
+ * per-address limit is set, so that a reload that sets one counts the
+ * sessions already running.
  */
 static void
 admit(struct listener *l, int fd, const struct sockaddr *sa, socklen_t sl)
 {
 	struct popsd *d = l->d;
 	const struct conf *c = d->conf;
-	uint8_t key[PEER_KEY_SIZE];
+	uint8_t key[LEDGER_KEY_SIZE];
 	uint64_t before = d->next_session_id;
-	bool counted;
+	bool counted = false;
 	unsigned n;
+	int r;
 
-	if (d->nsessions >= share(c->max_sessions, d->nworkers)) {
+	if (ledger_session_take(d->ledger, (unsigned)c->max_sessions,
+	    &n) == -1) {
 		turn_away(l, fd, sa, sl, "max-sessions", "too many sessions, "
-		    "try again later", d->nsessions, c->max_sessions);
+		    "try again later", n, c->max_sessions);
 		return;
 	}
 	/* A trusted balancer's connections are counted by the address in
 	 * their PROXY header, once the session has read it. */
-	if (conf_cidr_match(c->accept_proxy, c->naccept_proxy, sa)) {
-		session_start(d, l->kind, fd, sa, sl);
-		return;
-	}
-	counted = d->peers != NULL && peers_key_sockaddr(sa, key);
-	if (counted && c->max_sessions_per_ip > 0 &&
-	    (n = peers_count(d->peers, key)) >=
-	    share(c->max_sessions_per_ip, d->nworkers)) {
-		turn_away(l, fd, sa, sl, "max-sessions-per-ip", "too many "
-		    "sessions from your address, try again later", n,
-		    c->max_sessions_per_ip);
-		return;
-	}
-	if (counted && peers_add(d->peers, key) == -1) {
-		turn_away(l, fd, sa, sl, "out-of-memory", "out of memory, "
-		    "try again later", d->nsessions, c->max_sessions);
-		return;
+	if (!conf_cidr_match(c->accept_proxy, c->naccept_proxy, sa) &&
+	    ledger_key_sockaddr(sa, key)) {
+		r = ledger_peer_take(d->ledger, key,
+		    (unsigned)c->max_sessions_per_ip, &n);
+		if (r != 0) {
+			ledger_session_release(d->ledger);
+			if (r == -1)
+				turn_away(l, fd, sa, sl, "max-sessions-per-ip",
+				    "too many sessions from your address, try "
+				    "again later", n, c->max_sessions_per_ip);
+			else
+				turn_away(l, fd, sa, sl, "address-table-full",
+				    "too many sessions, try again later",
+				    ledger_peers(d->ledger),
+				    (int)ledger_capacity(d->ledger));
+			return;
+		}
+		counted = true;
 	}
 	session_start(d, l->kind, fd, sa, sl);
-	/* No session was made (out of memory, logged): nothing will call
-	 * popsd_peer_closed() for it. */
-	if (counted && d->next_session_id == before)
-		peers_remove(d->peers, key);
+	/* No session was made (out of memory, logged): neither
+	 * popsd_session_closed() nor popsd_peer_closed() will run for it. */
+	if (d->next_session_id == before) {
+		ledger_session_release(d->ledger);
+		if (counted)
+			ledger_peer_release(d->ledger, key);
+	}
 }
 
 int
 popsd_peer_admit(struct popsd *d, const struct sockaddr *sa)
 {
 	const struct conf *c = d->conf;
-	uint8_t key[PEER_KEY_SIZE];
+	uint8_t key[LEDGER_KEY_SIZE];
 	char host[64] = "?";
-	unsigned n;
+	unsigned n = 0;
+	int r;
 
-	if (d->peers == NULL || !peers_key_sockaddr(sa, key))
+	if (!ledger_key_sockaddr(sa, key))
 		return 0;
-	n = peers_count(d->peers, key);
-	if ((c->max_sessions_per_ip > 0 &&
-	    n >= share(c->max_sessions_per_ip, d->nworkers)) ||
-	    peers_add(d->peers, key) == -1) {
-		(void)getnameinfo(sa, sa->sa_family == AF_INET ?
-		    sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6),
-		    host, sizeof(host), NULL, 0, NI_NUMERICHOST);
+	r = ledger_peer_take(d->ledger, key, (unsigned)c->max_sessions_per_ip,
+	    &n);
+	if (r == 0)
+		return 0;
+	(void)getnameinfo(sa, sa->sa_family == AF_INET ?
+	    sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6),
+	    host, sizeof(host), NULL, 0, NI_NUMERICHOST);
+	if (r == -1)
 		log_warnx("refused client=%s reason=max-sessions-per-ip "
 		    "sessions=%u limit=%d (behind a PROXY header)", host, n,
 		    c->max_sessions_per_ip);
-		return -1;
-	}
-	return 0;
+	else
+		log_warnx("refused client=%s reason=address-table-full "
+		    "addresses=%u limit=%u (behind a PROXY header)", host,
+		    ledger_peers(d->ledger), ledger_capacity(d->ledger));
+	return -1;
 }
 
 void
 popsd_peer_closed(struct popsd *d, const char *addr)
 {
-	uint8_t key[PEER_KEY_SIZE];
+	uint8_t key[LEDGER_KEY_SIZE];
 
-	if (d->peers != NULL && peers_key_text(addr, key))
-		peers_remove(d->peers, key);
+	if (ledger_key_text(addr, key))
+		ledger_peer_release(d->ledger, key);
 }
 
 /*
@@ -343,6 +348,7 @@ popsd_peer_closed(struct popsd *d, const char *addr)
 void
 popsd_session_closed(struct popsd *d)
 {
+	ledger_session_release(d->ledger);
 	if (d->draining && d->nsessions == 0)
 		ev_break(d->loop, EVBREAK_ALL);
 }

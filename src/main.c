@@ -37,7 +37,7 @@
 #include "conf.h"
 #include "listener.h"
 #include "log.h"
-#include "peers.h"
+#include "ledger.h"
 #include "popsd.h"
 #include "privdrop.h"
 #include "spawn.h"
@@ -329,6 +329,14 @@ reload(struct popsd *d)
 	if (!same_privileges(d->conf, c))
 		log_warnx("reload: user, group or chroot changed; restart "
 		    "popsd to apply them (keeping the current ones)");
+	if (c->workers != d->conf->workers)
+		log_warnx("reload: workers changed; restart popsd to apply it "
+		    "(keeping %d)", d->conf->workers);
+	if ((unsigned)c->max_sessions > ledger_capacity(d->ledger))
+		log_warnx("reload: max-sessions %d: the per-address counts "
+		    "were sized at start for %u addresses per process; "
+		    "restart popsd to raise that", c->max_sessions,
+		    ledger_capacity(d->ledger));
 	conf_unref(d->conf);
 	tls_server_unref(d->tls_server);
 	d->conf = c;
@@ -362,6 +370,36 @@ reload_cb(struct ev_loop *loop, ev_signal *w, int revents)
 		    "configuration; %s", status_text(d));
 	else
 		sd_notify_send("READY=1\nSTATUS=%s", status_text(d));
+}
+
+/*
+ * reload_check: for the master of "workers N", which serves nothing
+ * itself: would a reload work? It loads what a worker would (same user,
+ * same files) and throws it away, so that systemd hears the outcome of
+ * "systemctl reload" and a broken file is logged once, not per worker.
+ */
+static enum reload_verdict
+reload_check(struct popsd *d)
+{
+	struct tls_server *ts = NULL;
+	struct conf *c;
+	char err[1024];
+
+	if (privs.chroot_dir[0] != '\0') {
+		log_warnx("reload refused: popsd is chrooted to %s, where %s "
+		    "and the keys are out of reach; restart popsd to apply "
+		    "changes", privs.chroot_dir, d->conf->path);
+		return RELOAD_REFUSED;
+	}
+	if ((c = load(d->conf->path, &ts, &d->tickets, err,
+	    sizeof(err))) == NULL) {
+		log_warnx("reload failed, keeping the running configuration: %s",
+		    err);
+		return RELOAD_FAILED;
+	}
+	tls_server_unref(ts);
+	conf_unref(c);
+	return RELOAD_OK;
 }
 
 /* adopt_sockets: make listeners of the sockets systemd passed. */
@@ -514,7 +552,7 @@ teardown(struct popsd *d, bool inetd)
 	free(d->listeners);
 	tls_server_unref(d->tls_server);
 	conf_unref(d->conf);
-	peers_free(d->peers);
+	ledger_free(d->ledger);
 	tlsconf_wipe_keys(&d->tickets);
 	if (inetd)
 		log_debug("popsd exiting");
@@ -632,8 +670,10 @@ startup(struct popsd *d, const struct options *o)
 	sd_notify_open();
 	if ((d->loop = ev_default_loop(EVFLAG_AUTO)) == NULL)
 		fatalx("cannot initialise the event loop");
-	if ((d->peers = peers_new()) == NULL)
-		fatalx("cannot allocate the per-address session table");
+	/* Before the workers are forked: they share it. */
+	if ((d->ledger = ledger_new(o->inetd ? 1 : d->conf->workers,
+	    (unsigned)d->conf->max_sessions)) == NULL)
+		fatalx("cannot allocate the session ledger");
 	if (!o->inetd)
 		setup_listeners(d);
 	/* Before the drop: daemon() opens /dev/null, absent in a chroot. */
@@ -671,7 +711,7 @@ main(int argc, char *argv[])
 		if (tlsconf_share_keys(&d->tickets) == -1)
 			fatal("cannot share ticket keys with workers");
 		schedule_rotation(d);
-		if (workers_run(d, d->conf->workers) == -1) {
+		if (workers_run(d, d->conf->workers, reload_check) == -1) {
 			teardown(d, false);	/* the master, at the end */
 			return 0;
 		}

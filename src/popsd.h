@@ -22,7 +22,7 @@ struct conf;
 struct tls_server;
 struct session;
 struct listener;
-struct peers;
+struct ledger;
 
 TAILQ_HEAD(session_list, session);
 
@@ -31,13 +31,13 @@ struct popsd {
 	struct conf		*conf;		/* current configuration */
 	struct tls_server	*tls_server;	/* current server context */
 	struct ticket_keys	 tickets;	/* shared by every server context */
-	struct peers		*peers;		/* live sessions per address */
+	struct ledger		*ledger;	/* live sessions, in all and per
+						 * address, across workers */
 	struct session_list	 sessions;
 	unsigned		 nsessions;
 	uint64_t		 next_session_id;
-	/* workers N: this process's share. Session ids are
-	 * next_session_id * id_stride + id_offset, distinct across workers;
-	 * max-sessions is divided among the workers. */
+	/* workers N: session ids are next_session_id * id_stride +
+	 * id_offset, distinct across workers. */
 	unsigned		 id_stride;	/* 1, or the number of workers */
 	unsigned		 id_offset;	/* 1, or this worker's number + 1 */
 	int			 nworkers;	/* 1 when not forked */

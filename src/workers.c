@@ -2,6 +2,7 @@
 #include "workers.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,7 @@
 #include <ev.h>
 
 #include "conf.h"
+#include "ledger.h"
 #include "log.h"
 #include "popsd.h"
 #include "sd.h"
@@ -18,6 +20,7 @@
 #define WORKERS_MAX		64
 #define RESPAWN_DELAY		1.0	/* seconds before a dead worker returns */
 #define STOP_GRACE		10.0	/* beyond the drain timeout, then KILL */
+#define STATUS_INTERVAL		5.0	/* systemd's STATUS=, at most this often */
 
 struct worker {
 	pid_t		 pid;		/* 0 while not running */
@@ -34,6 +37,8 @@ static int		 my_index = -1;	/* set in a worker */
 static ev_signal	 sig_term, sig_int, sig_hup;
 static ev_timer		 kill_timer;
 static ev_timer		 watchdog;
+static ev_timer		 status_timer;
+static reload_check_fn	 reload_check;
 
 static void	child_cb(struct ev_loop *loop, ev_child *w, int revents);
 
@@ -56,10 +61,15 @@ become_worker(struct popsd *d, int index)
 		ev_ref(d->loop);
 		ev_timer_stop(d->loop, &watchdog);
 	}
+	if (ev_is_active(&status_timer)) {
+		ev_ref(d->loop);
+		ev_timer_stop(d->loop, &status_timer);
+	}
 	sd_notify_close();
 	d->nworkers = nworkers;
 	d->id_stride = (unsigned)nworkers;
 	d->id_offset = (unsigned)index + 1;
+	ledger_bind(d->ledger, index);
 	my_index = index;
 }
 
@@ -105,6 +115,9 @@ child_cb(struct ev_loop *loop, ev_child *c, int revents)
 	(void)revents;
 	ev_child_stop(loop, c);
 	w->pid = 0;
+	/* Its sessions ended with it: they no longer count toward the
+	 * limits of the others. */
+	ledger_forget(w->d->ledger, w->index);
 	if (stopping) {
 		if (all_stopped())
 			ev_break(loop, EVBREAK_ALL);
@@ -126,6 +139,34 @@ respawn_cb(struct ev_loop *loop, ev_timer *t, int revents)
 		return;
 	/* In the new worker: leave the master's loop for serve(). */
 	ev_break(loop, EVBREAK_ALL);
+}
+
+/* status_text: what "systemctl status" shows: the sessions of every
+ * worker, read from the ledger they share. */
+static const char *
+status_text(const struct popsd *d)
+{
+	static char buf[80];
+	unsigned n = ledger_sessions(d->ledger);
+
+	snprintf(buf, sizeof(buf), "%s %u session%s, %d workers",
+	    stopping ? "draining" : "serving", n, n == 1 ? "" : "s", nworkers);
+	return buf;
+}
+
+/* Polled, as in a single process (main.c): no message per session. */
+static void
+status_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	static char last[80];
+	const char *now = status_text(t->data);
+
+	(void)loop;
+	(void)revents;
+	if (strcmp(now, last) == 0)
+		return;
+	snprintf(last, sizeof(last), "%s", now);
+	sd_notify_send("STATUS=%s", now);
 }
 
 static void
@@ -155,7 +196,8 @@ master_term_cb(struct ev_loop *loop, ev_signal *s, int revents)
 
 	(void)revents;
 	if (!stopping) {
-		sd_notify_send("STOPPING=1");
+		stopping = true;
+		sd_notify_send("STOPPING=1\nSTATUS=%s", status_text(d));
 		log_info("signal %d: stopping %d workers", s->signum, nworkers);
 		ev_timer_init(&kill_timer, kill_cb,
 		    d->conf->timeout_drain + STOP_GRACE, 0);
@@ -170,13 +212,28 @@ master_term_cb(struct ev_loop *loop, ev_signal *s, int revents)
 static void
 master_hup_cb(struct ev_loop *loop, ev_signal *s, int revents)
 {
+	struct popsd *d = s->data;
+
 	(void)loop;
-	(void)s;
 	(void)revents;
+	switch (reload_check(d)) {
+	case RELOAD_REFUSED:
+		sd_notify_send("STATUS=reload refused under chroot; %s",
+		    status_text(d));
+		return;
+	case RELOAD_FAILED:
+		sd_notify_send("RELOADING=1\nMONOTONIC_USEC=%llu",
+		    sd_monotonic_usec());
+		sd_notify_send("READY=1\nSTATUS=reload failed, kept the running "
+		    "configuration; %s", status_text(d));
+		return;
+	case RELOAD_OK:
+		break;
+	}
 	sd_notify_send("RELOADING=1\nMONOTONIC_USEC=%llu", sd_monotonic_usec());
 	log_info("reload: passing SIGHUP to %d workers", nworkers);
 	forward(SIGHUP);
-	sd_notify_send("READY=1\nSTATUS=serving with %d workers", nworkers);
+	sd_notify_send("READY=1\nSTATUS=%s", status_text(d));
 }
 
 static void
@@ -189,10 +246,11 @@ watchdog_cb(struct ev_loop *loop, ev_timer *t, int revents)
 }
 
 int
-workers_run(struct popsd *d, int n)
+workers_run(struct popsd *d, int n, reload_check_fn check)
 {
 	int i;
 
+	reload_check = check;
 	nworkers = n > WORKERS_MAX ? WORKERS_MAX : n;
 	ev_signal_init(&sig_term, master_term_cb, SIGTERM);
 	ev_signal_init(&sig_int, master_term_cb, SIGINT);
@@ -218,8 +276,12 @@ workers_run(struct popsd *d, int n)
 		ev_timer_start(d->loop, &watchdog);
 		ev_unref(d->loop);
 	}
+	ev_timer_init(&status_timer, status_cb, STATUS_INTERVAL, STATUS_INTERVAL);
+	status_timer.data = d;
+	ev_timer_start(d->loop, &status_timer);
+	ev_unref(d->loop);
 	log_info("popsd ready: %d workers", nworkers);
-	sd_notify_send("READY=1\nSTATUS=serving with %d workers", nworkers);
+	sd_notify_send("READY=1\nSTATUS=%s", status_text(d));
 	ev_run(d->loop, 0);
 	/* Back here in a respawned worker, or in the master at the end. */
 	return my_index;

@@ -14,12 +14,18 @@
 
 struct popsd;
 
+enum reload_verdict { RELOAD_OK, RELOAD_FAILED, RELOAD_REFUSED };
+
+/* A SIGHUP to the master: would the workers' reload work? Logs why not. */
+typedef enum reload_verdict (*reload_check_fn)(struct popsd *d);
+
 /*
  * workers_run: fork n (>= 2) workers. Returns in each worker (0 .. n-1,
  * with d set up to serve: session ids distinct across workers, no
  * systemd notification) and, in the master, -1 once every worker has
- * exited after TERM/INT. ready_status is sent to systemd by the master.
+ * exited after TERM/INT. On SIGHUP the master asks check, passes the
+ * signal on only if the reload would work, and tells systemd either way.
  */
-int	workers_run(struct popsd *d, int n);
+int	workers_run(struct popsd *d, int n, reload_check_fn check);
 
 #endif

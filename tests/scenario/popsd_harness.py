@@ -263,6 +263,11 @@ class Popsd:
         if os.geteuid() == 0:
             # popsd refuses to keep root; it drops to this user after bind.
             lines.append(f"user {os.environ.get('POPSD_TEST_USER', 'nobody')}")
+        if not any(l.split()[:1] == ["workers"] for l in extra):
+            # One process, which tests look at (descriptors, memory,
+            # strace, signals); the default, one per CPU, and the limits
+            # shared by workers are tested in test_workers.py.
+            lines.append("workers 1")
         lines.extend(extra)
         with open(self.conf, "w") as f:
             f.write("\n".join(lines) + "\n")

@@ -375,6 +375,14 @@ check_defaults(const struct conf *c)
 	assert_null(c->chroot_dir);
 }
 
+static int
+online_workers(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	return n < 1 ? 1 : n > 64 ? 64 : (int)n;
+}
+
 static void
 test_defaults(void **state)
 {
@@ -385,6 +393,7 @@ test_defaults(void **state)
 	memset(&raw, 0xa5, sizeof(raw));
 	conf_defaults(&raw);
 	check_defaults(&raw);
+	assert_int_equal(raw.workers, 0);	/* auto, resolved at the end */
 	assert_int_equal(raw.nlistens, 0);
 	assert_int_equal(raw.nkeypairs, 0);
 	assert_false(raw.have_backend);
@@ -394,6 +403,8 @@ test_defaults(void **state)
 	if (c == NULL)
 		fail_msg("%s", errbuf);
 	check_defaults(c);
+	/* workers auto: one per online CPU. */
+	assert_int_equal(c->workers, online_workers());
 	assert_int_equal(c->backend.kind, BACKEND_UNIX);
 	assert_int_equal(c->backend.naddrs, 1);
 	sunp = (const struct sockaddr_un *)&c->backend.addrs[0];
@@ -682,7 +693,18 @@ test_backend_exec_proxy(void **state)
 	assert_string_equal(c->backend.text, "/bin/cat");
 	assert_int_equal(c->naccept_proxy, 2);
 	assert_int_equal(c->backend.proxy_version, 0);
+	/* One spawner serves one process: auto means one worker here. */
+	assert_int_equal(c->workers, 1);
 	conf_free(c);
+
+	c = load("listen pop3s *:995\nbackend exec /bin/cat\nworkers auto\n"
+	    "certificate @D@/cert.pem\nkey @D@/key.pem\n");
+	assert_non_null(c);
+	assert_int_equal(c->workers, 1);
+	conf_free(c);
+	expect_error("listen pop3s *:995\nbackend exec /bin/cat\nworkers 2\n"
+	    "certificate @D@/cert.pem\nkey @D@/key.pem\n", 3,
+	    "more than one worker cannot be used");
 
 	c = load(BASE "backend-proxy-protocol v2\n");
 	assert_non_null(c);
