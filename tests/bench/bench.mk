@@ -12,6 +12,7 @@ BENCH_DIR	 = $(BUILD)/bench
 BENCH_CFLAGS	?= -O2 -g -std=c11 -Wall -Wextra -Wshadow -Wmissing-prototypes
 BENCH_ENV	 = POPSD=$(CURDIR)/popsd LOADGEN=$(CURDIR)/$(BENCH_DIR)/loadgen \
 		   POPSD_FIX=$(CURDIR)/$(BENCH_DIR)/popsd-fix.so \
+		   FLOOR=$(CURDIR)/$(BENCH_DIR)/floor \
 		   BENCH_OUT=$(CURDIR)/$(BENCH_DIR)
 
 bench-deps:
@@ -25,7 +26,12 @@ $(BENCH_DIR)/popsd-fix.so: tests/bench/popsd-fix.c | bench-deps
 	@mkdir -p $(BENCH_DIR)
 	$(CC) $(BENCH_CFLAGS) -shared -fPIC -o $@ tests/bench/popsd-fix.c -ldl
 
-bench-tools: $(BENCH_DIR)/loadgen $(BENCH_DIR)/popsd-fix.so
+# The kernel's and OpenSSL's own floor under the bulk and handshake targets.
+$(BENCH_DIR)/floor: tests/bench/floor.c | bench-deps
+	@mkdir -p $(BENCH_DIR)
+	$(CC) $(BENCH_CFLAGS) -o $@ tests/bench/floor.c -lssl -lcrypto
+
+bench-tools: $(BENCH_DIR)/loadgen $(BENCH_DIR)/popsd-fix.so $(BENCH_DIR)/floor
 
 bench: deps popsd bench-tools
 	@$(BENCH_ENV) sh tests/bench/bench.sh

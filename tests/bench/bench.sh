@@ -21,6 +21,7 @@
 #
 # Environment (defaults in brackets):
 #   POPSD [./popsd]  LOADGEN [build/bench/loadgen]  POPSD_FIX [build/bench/popsd-fix.so]
+#   FLOOR [build/bench/floor]        the kernel's and OpenSSL's own floor
 #   BENCH_OUT [build/bench]          where results.txt and table.txt go
 #   BENCH_SECS [4]                   seconds per sessions/resumption run
 #   BENCH_POPSD_WORKERS [auto]       popsd's "workers" (nginx runs one
@@ -36,6 +37,9 @@
 #   BENCH_PROFILE [0]                1: after the measured runs, perf-record
 #                                    popsd during bulk-mini and sess-pop3s
 #                                    (OUT/perf-popsd-*.txt; needs linux-perf)
+#   BENCH_FLOOR_RELAY, BENCH_FLOOR_HS [floor's defaults; --quick: "-R 1",
+#                                    "-n 800 -R 4"] more options of floor
+#                                    relay, floor handshake
 #   BENCH_KEEP [0]                   keep the scratch directory
 set -eu
 
@@ -57,11 +61,13 @@ esac
 POPSD=${POPSD:-$top/popsd}
 LOADGEN=${LOADGEN:-$top/build/bench/loadgen}
 FIX=${POPSD_FIX:-$top/build/bench/popsd-fix.so}
+FLOOR=${FLOOR:-$top/build/bench/floor}
 OUT=${BENCH_OUT:-$top/build/bench}
 if [ $quick = yes ]; then
 	: "${BENCH_SECS:=2}" "${BENCH_IDLE_N:=500}" "${BENCH_LAT_N:=30}"
 	: "${BENCH_MSG_MIB:=10}" "${BENCH_BULK_CLIENTS:=2}" "${BENCH_CERTS:=rsa}"
 	: "${BENCH_BULK_RETRS:=1}"
+	: "${BENCH_FLOOR_RELAY:=-R 1}" "${BENCH_FLOOR_HS:=-n 800 -R 4}"
 fi
 SECS=${BENCH_SECS:-4}
 CONC=${BENCH_CONC:-16}
@@ -73,6 +79,7 @@ LAT_N=${BENCH_LAT_N:-100}
 CERTS=${BENCH_CERTS:-rsa ec}
 FIX_ON=${BENCH_FIX:-0}
 MAX_SECS=${BENCH_MAX_SECS:-900}
+FLOOR_RELAY=${BENCH_FLOOR_RELAY:-} FLOOR_HS=${BENCH_FLOOR_HS:-}
 
 say() { printf 'bench: [%4ds] %s\n' "$(( $(date +%s) - t_start ))" "$*" >&2; }
 fail() { echo "bench: $*" >&2; exit 1; }
@@ -118,9 +125,13 @@ install_missing
 [ $deps_only = yes ] && exit 0
 
 build_tools() {
-	mkdir -p "$(dirname "$LOADGEN")" "$(dirname "$FIX")"
+	mkdir -p "$(dirname "$LOADGEN")" "$(dirname "$FIX")" "$(dirname "$FLOOR")"
 	if [ ! -x "$LOADGEN" ] || [ "$here/loadgen.c" -nt "$LOADGEN" ]; then
 		cc -O2 -g -std=c11 -Wall -Wextra -o "$LOADGEN" "$here/loadgen.c" \
+		    -lssl -lcrypto
+	fi
+	if [ ! -x "$FLOOR" ] || [ "$here/floor.c" -nt "$FLOOR" ]; then
+		cc -O2 -g -std=c11 -Wall -Wextra -o "$FLOOR" "$here/floor.c" \
 		    -lssl -lcrypto
 	fi
 	if [ "$FIX_ON" = 1 ] && { [ ! -f "$FIX" ] || [ "$here/popsd-fix.c" -nt "$FIX" ]; }; then
@@ -246,6 +257,16 @@ run() {
 	echo "  $out" | cut -c1-160 >&2
 }
 
+# --- certificates -------------------------------------------------------------------
+
+for c in $CERTS; do
+	case $c in
+	rsa) sh "$top/certs/mkcert.sh" -r "$W/$c" >/dev/null ;;
+	ec) sh "$top/certs/mkcert.sh" "$W/$c" >/dev/null ;;
+	*) fail "BENCH_CERTS: $c is not rsa or ec" ;;
+	esac
+done
+
 # --- physical limits ---------------------------------------------------------------
 
 say "openssl speed (one core)"
@@ -260,15 +281,41 @@ openssl speed -seconds 1 rsa2048 ecdsap256 ecdhx25519 2>/dev/null | awk '
 	    printf "wl=limit what=ecdsap256-verify ops=%s ms_per_op=%.3f\n", $8, 1000 / $8 }
 	/ecdh \(X25519\)/ { printf "wl=limit what=x25519 ops=%s ms_per_op=%.3f\n", $6, 1000 / $6 }' >>"$R"
 
-# --- certificates, backend -----------------------------------------------------------
+# floor_limit WHAT FLOOR-ARGS...: one tests/bench/floor measurement, one
+# "wl=limit what=WHAT" line with floor's output (none if it failed).
+floor_limit() {
+	what=$1
+	shift
+	if out=$(timeout -k 5 120 "$FLOOR" "$@" 2>"$W/floor.last") && [ -n "$out" ]; then
+		echo "wl=limit what=$what $out" >>"$R"
+		echo "  $what: $out" | cut -c1-160 >&2
+	else
+		say "  floor: $what failed, see floor.err:"
+		tail -n 3 "$W/floor.last" >&2
+	fi
+	cat "$W/floor.last" >>"$W/floor.err"
+}
 
-for c in $CERTS; do
-	case $c in
-	rsa) sh "$top/certs/mkcert.sh" -r "$W/$c" >/dev/null ;;
-	ec) sh "$top/certs/mkcert.sh" "$W/$c" >/dev/null ;;
-	*) fail "BENCH_CERTS: $c is not rsa or ec" ;;
-	esac
-done
+# What no front-end can go below on this machine (tests/bench/floor.c): a
+# relay that only reads, seals and writes, and OpenSSL's server handshake
+# with no socket I/O; best of a few runs, each ~1-2.5 s.
+say "floor: relay (loopback, 1 GiB per run) and OpenSSL server handshakes"
+# shellcheck disable=SC2086 # FLOOR_RELAY, FLOOR_HS: option lists
+{
+	floor_limit floor-relay-none-16k relay -e none $FLOOR_RELAY
+	floor_limit floor-relay-aes-256-gcm-16k relay -e aes-256-gcm $FLOOR_RELAY
+	floor_limit floor-relay-aes-256-gcm-64k relay -b 65536 -e aes-256-gcm $FLOOR_RELAY
+	for c in $CERTS; do
+		for t in 2 1 0; do
+			floor_limit "floor-hs-$c-t$t" handshake -c "$W/$c/cert.pem" \
+			    -k "$W/$c/key.pem" -t $t $FLOOR_HS
+		done
+		floor_limit "floor-hs-$c-resume" handshake -c "$W/$c/cert.pem" \
+		    -k "$W/$c/key.pem" -t 1 -r $FLOOR_HS
+	done
+}
+
+# --- backend -------------------------------------------------------------------------
 
 say "Dovecot with a $MSG_MIB MiB message"
 D=$W/dovecot

@@ -2,6 +2,8 @@
 #   awk -f tests/bench/report.awk build/bench/results.txt
 # Rows: workload × metric; columns: the backend alone, each front-end, then
 # popsd/stunnel and popsd/nginx, and the issue's target with ok/MISS.
+# "floor:" rows (tests/bench/floor.c, when the file has them) hold their
+# value in the first column; the targets they bound say "(floor F > T)".
 
 function val(wl, cert, fe, key,   k) {
 	k = wl SUBSEP cert SUBSEP fe SUBSEP key
@@ -51,8 +53,15 @@ function verdict(kind, arg, p, rs, rn,   out, a, n) {
 	return ""
 }
 
-# row LABEL WL CERT KEY FMT TARGET-KIND TARGET-ARG
-function row(label, wl, cert, key, fmt, tkind, targ,   i, fe, line, p, s, n, rs, rn) {
+# fl_note FLOOR TARGET: " (floor F > T)", or "" without a floor
+function fl_note(fl, targ) {
+	if (fl == "" || targ == "")
+		return ""
+	return sprintf(" (floor %.3f %s %s)", fl, fl + 0 > targ + 0 ? ">" : "<=", targ)
+}
+
+# row LABEL WL CERT KEY FMT TARGET-KIND TARGET-ARG [FLOOR]
+function row(label, wl, cert, key, fmt, tkind, targ, fl,   i, fe, line, p, s, n, rs, rn, vd) {
 	p = val(wl, cert, "popsd", key)
 	s = val(wl, cert, "stunnel", key)
 	n = val(wl, cert, "nginx", key)
@@ -67,8 +76,59 @@ function row(label, wl, cert, key, fmt, tkind, targ,   i, fe, line, p, s, n, rs,
 	rn = ratio(p, n)
 	line = line sprintf(" %7s %7s", rs == "" ? "-" : sprintf("%.2f", rs),
 	    rn == "" ? "-" : sprintf("%.2f", rn))
-	line = line "  " verdict(tkind, targ, p, rs, rn)
+	vd = verdict(tkind, targ, p, rs, rn)
+	line = line "  " vd (vd != "" && tkind == "max" ? fl_note(fl, targ) : "")
 	print line
+}
+
+# floor_row LABEL WHAT NOTE: a floor.c limit beside the measured rows, its
+# value in the first column; nothing if the results file has no such line.
+function floor_row(label, what, note,   i, line) {
+	if (L[what] == "")
+		return
+	line = sprintf("%-34s", label)
+	for (i = 1; i <= nfe; i++)
+		line = line sprintf(" %9s", i == 1 ? sprintf("%.3f", L[what]) : "-")
+	print line sprintf(" %7s %7s  %s", "-", "-", note)
+}
+
+# lowest LIST: the lowest of the limits named in LIST (space-separated), or ""
+function lowest(list,   a, n, i, v) {
+	n = split(list, a, " ")
+	v = ""
+	for (i = 1; i <= n; i++)
+		if (L[a[i]] != "" && (v == "" || L[a[i]] + 0 < v + 0))
+			v = L[a[i]]
+	return v
+}
+
+# lim WHAT: a limit with 3 decimals, or "-"
+function lim(what) {
+	return L[what] == "" ? "-" : sprintf("%.3f", L[what])
+}
+
+# floor_header: the floor.c line under the openssl speed one, if any
+function floor_header(   ci, c, out) {
+	if (L["floor-relay-aes-256-gcm-16k"] == "" && L["floor-relay-none-16k"] == "" &&
+	    L["floor-hs-rsa-t2"] == "" && L["floor-hs-ec-t2"] == "")
+		return
+	printf "floor (floor.c, same run, best of its runs): relay ms/MiB kernel only %s, " \
+	    "+AES-256-GCM %s, 64 KiB I/O %s\n", lim("floor-relay-none-16k"),
+	    lim("floor-relay-aes-256-gcm-16k"), lim("floor-relay-aes-256-gcm-64k")
+	out = ""
+	for (ci = 1; ci <= 2; ci++) {
+		c = ci == 1 ? "rsa" : "ec"
+		if (L["floor-hs-" c "-t2"] == "" && L["floor-hs-" c "-resume"] == "")
+			continue
+		out = out sprintf("%s%s %s / %s / %s", out == "" ? "" : "; ",
+		    c == "rsa" ? "RSA-2048" : "ECDSA P-256", lim("floor-hs-" c "-t2"),
+		    lim("floor-hs-" c "-t1"), lim("floor-hs-" c "-t0"))
+		if (L["floor-hs-" c "-resume"] != "")
+			out = out sprintf(", resumed %s (%.0f%%)", lim("floor-hs-" c "-resume"),
+			    LF["floor-hs-" c "-resume", "resumed_pct"])
+	}
+	if (out != "")
+		printf "  OpenSSL server handshake ms, 2 / 1 / 0 tickets, no I/O: %s\n", out
 }
 
 function section(title) {
@@ -94,8 +154,12 @@ BEGIN { nfe = 0 }
 		next
 	}
 	if (wl == "limit") {
-		L[F["what"]] = F["ms_per_op"] != "" ? F["ms_per_op"] : F["ms_per_mib"]
-		LO[F["what"]] = F["ops"] != "" ? F["ops"] : F["kbps"]
+		w = F["what"]
+		L[w] = F["ms_per_op"] != "" ? F["ms_per_op"] : \
+		    F["ms_per_mib"] != "" ? F["ms_per_mib"] : F["server_ms_per_hs"]
+		LO[w] = F["ops"] != "" ? F["ops"] : F["kbps"]
+		for (k in F)
+			LF[w, k] = F[k]
 		next
 	}
 	if (wl == "end") {
@@ -138,6 +202,8 @@ END {
 	    "RSA-2048 sign %.3f ms, ECDSA P-256 sign %.3f ms / verify %.3f ms, " \
 	    "X25519 %.3f ms\n", L["aes-256-gcm-16k"], L["rsa2048-sign"],
 	    L["ecdsap256-sign"], L["ecdsap256-verify"], L["x25519"]
+	floor_header()
+	fl_bulk = lowest("floor-relay-aes-256-gcm-16k floor-relay-aes-256-gcm-64k")
 
 	hdr = sprintf("%-34s", "workload / metric")
 	for (i = 1; i <= nfe; i++)
@@ -150,12 +216,18 @@ END {
 	section("bulk: " M["bulk_clients"] " clients, each RETR of " M["msg_mib"] " MiB x " \
 	    M["bulk_retrs"] ", pop3s (" c1 ")")
 	row("  via Dovecot: MiB/s", "bulk", c1, "mibps", "%.0f", "ratio", "1.3,1.5")
-	row("  via Dovecot: front-end ms/MiB", "bulk", c1, "fe_ms_per_mib", "%.3f", "max", "0.5")
+	row("  via Dovecot: front-end ms/MiB", "bulk", c1, "fe_ms_per_mib", "%.3f", "max", "0.5", fl_bulk)
 	row("  via Dovecot: Dovecot ms/MiB", "bulk", c1, "be_ms_per_mib", "%.3f")
 	row("  via Dovecot: loadgen ms/MiB", "bulk", c1, "lg_ms_per_mib", "%.3f")
 	row("  via Dovecot: loadgen busy, cores", "bulk", c1, "lg_util", "%.2f")
 	row("  minimal backend: MiB/s", "bulk-mini", c1, "mibps", "%.0f", "ratio", "1.3,1.5")
-	row("  minimal backend: front-end ms/MiB", "bulk-mini", c1, "fe_ms_per_mib", "%.3f", "max", "0.5")
+	row("  minimal backend: front-end ms/MiB", "bulk-mini", c1, "fe_ms_per_mib", "%.3f", "max", "0.5", fl_bulk)
+	floor_row("  floor: relay, kernel only ms/MiB", "floor-relay-none-16k",
+	    "floor.c: read 16 KiB, write it, no TLS")
+	floor_row("  floor: relay+AES-256-GCM ms/MiB", "floor-relay-aes-256-gcm-16k",
+	    "the same, each 16 KiB sealed as a record")
+	floor_row("  floor: relay+AES, 64K I/O ms/MiB", "floor-relay-aes-256-gcm-64k",
+	    "the same, 64 KiB reads and records")
 	row("  minimal backend: loadgen ms/MiB", "bulk-mini", c1, "lg_ms_per_mib", "%.3f")
 	row("  minimal backend: front-end busy", "bulk-mini", c1, "fe_util", "%.2f")
 	row("  minimal backend: loadgen busy", "bulk-mini", c1, "lg_util", "%.2f")
@@ -166,12 +238,17 @@ END {
 	for (ci = 1; ci <= ncert; ci++) {
 		c = certs[ci]
 		ct = c == "rsa" ? "RSA-2048" : "ECDSA P-256"
+		fl_hs = lowest("floor-hs-" c "-t2 floor-hs-" c "-t1")
 		section("sessions: " M["conc"] " concurrent, full handshake + USER/PASS/STAT/QUIT (" ct ")")
 		row("  pop3s sessions/s", "sess-pop3s", c, "rate", "%.0f", "ratio", "1.5,1.2")
 		row("  pop3s p50 ms", "sess-pop3s", c, "p50_ms", "%.1f")
 		row("  pop3s p99 ms", "sess-pop3s", c, "p99_ms", "%.1f")
 		row("  pop3s front-end ms/session", "sess-pop3s", c, "fe_cpu_per_op_ms", "%.3f",
-		    c == "rsa" ? "max" : "", "0.6")
+		    c == "rsa" ? "max" : "", "0.6", fl_hs)
+		floor_row("  floor: OpenSSL handshake ms", "floor-hs-" c "-t2",
+		    "floor.c: server side, no I/O, 2 tickets (default)")
+		floor_row("  floor: the same, 1 ticket ms", "floor-hs-" c "-t1",
+		    "floor.c: as popsd")
 		row("  pop3s Dovecot ms/session", "sess-pop3s", c, "be_cpu_per_op_ms", "%.3f")
 		row("  pop3s loadgen ms/session", "sess-pop3s", c, "lg_cpu_per_op_ms", "%.3f")
 		row("  pop3s front-end busy, cores", "sess-pop3s", c, "fe_util", "%.2f")
@@ -180,7 +257,7 @@ END {
 		row("  STLS p50 ms", "sess-stls", c, "p50_ms", "%.1f")
 		row("  STLS p99 ms", "sess-stls", c, "p99_ms", "%.1f")
 		row("  STLS front-end ms/session", "sess-stls", c, "fe_cpu_per_op_ms", "%.3f",
-		    c == "rsa" ? "max" : "", "0.6")
+		    c == "rsa" ? "max" : "", "0.6", fl_hs)
 		row("  minimal backend: sessions/s", "sess-mini", c, "rate", "%.0f", "ratio", "1.5,1.2")
 		row("  minimal backend: fe ms/session", "sess-mini", c, "fe_cpu_per_op_ms", "%.3f")
 		row("  minimal backend: loadgen ms/sess", "sess-mini", c, "lg_cpu_per_op_ms", "%.3f")
@@ -190,6 +267,8 @@ END {
 		row("  pop3s sessions/s", "resume-pop3s", c, "rate", "%.0f")
 		row("  pop3s resumed %", "resume-pop3s", c, "resumed_pct", "%.0f")
 		row("  pop3s front-end ms/session", "resume-pop3s", c, "fe_cpu_per_op_ms", "%.3f")
+		floor_row("  floor: OpenSSL resumption ms", "floor-hs-" c "-resume",
+		    "floor.c: server side, no I/O, 1 ticket")
 		row("  pop3s p50 ms", "resume-pop3s", c, "p50_ms", "%.1f")
 		row("  STLS sessions/s", "resume-stls", c, "rate", "%.0f")
 		row("  STLS resumed %", "resume-stls", c, "resumed_pct", "%.0f")
@@ -224,6 +303,10 @@ END {
 	print "SSL_MODE_RELEASE_BUFFERS and ticket renewal (p/st and p/ng compare plain popsd)."
 	print "Minimal backend rows: loadgen's in-memory POP3 server instead of Dovecot, which isolates"
 	print "the front-end; the Dovecot rows are bounded by Dovecot on these cores."
+	if (fl_bulk != "" || L["floor-hs-rsa-t2"] != "" || L["floor-hs-ec-t2"] != "")
+		print "floor rows (value in the first column): tests/bench/floor.c, what the kernel and " \
+		    "OpenSSL\nalone cost on this machine; (floor F > T): even that floor misses the target " \
+		    "(bulk: the\nlowest AES relay floor; handshake: the lower of 2 and 1 tickets)."
 	if (footnote)
 		print "* some sessions of that run failed (see failed= and why_*= in the results file)"
 }
