@@ -155,8 +155,13 @@ BEGIN { nfe = 0 }
 	}
 	if (wl == "limit") {
 		w = F["what"]
-		L[w] = F["ms_per_op"] != "" ? F["ms_per_op"] : \
+		v = F["ms_per_op"] != "" ? F["ms_per_op"] : \
 		    F["ms_per_mib"] != "" ? F["ms_per_mib"] : F["server_ms_per_hs"]
+		# A limit measured again later in the run (floor.c, at the
+		# start and at the end): the lowest is the floor.
+		if (L[w] != "" && v + 0 >= L[w] + 0)
+			next
+		L[w] = v
 		LO[w] = F["ops"] != "" ? F["ops"] : F["kbps"]
 		for (k in F)
 			LF[w, k] = F[k]
@@ -202,8 +207,12 @@ END {
 	    "RSA-2048 sign %.3f ms, ECDSA P-256 sign %.3f ms / verify %.3f ms, " \
 	    "X25519 %.3f ms\n", L["aes-256-gcm-16k"], L["rsa2048-sign"],
 	    L["ecdsap256-sign"], L["ecdsap256-verify"], L["x25519"]
+	# The kernel's share (a relay without AEAD) plus the AEAD alone
+	# (openssl speed): each measured where it is cheapest.
+	if (L["floor-relay-none-16k"] != "" && L["aes-256-gcm-16k"] != "")
+		L["floor-sum-16k"] = L["floor-relay-none-16k"] + L["aes-256-gcm-16k"]
 	floor_header()
-	fl_bulk = lowest("floor-relay-aes-256-gcm-16k floor-relay-aes-256-gcm-64k")
+	fl_bulk = lowest("floor-relay-aes-256-gcm-16k floor-relay-aes-256-gcm-64k floor-sum-16k")
 
 	hdr = sprintf("%-34s", "workload / metric")
 	for (i = 1; i <= nfe; i++)
@@ -221,13 +230,15 @@ END {
 	row("  via Dovecot: loadgen ms/MiB", "bulk", c1, "lg_ms_per_mib", "%.3f")
 	row("  via Dovecot: loadgen busy, cores", "bulk", c1, "lg_util", "%.2f")
 	row("  minimal backend: MiB/s", "bulk-mini", c1, "mibps", "%.0f", "ratio", "1.3,1.5")
-	row("  minimal backend: front-end ms/MiB", "bulk-mini", c1, "fe_ms_per_mib", "%.3f", "max", "0.5", fl_bulk)
+	row("  minimal backend: fe ms/MiB", "bulk-mini", c1, "fe_ms_per_mib", "%.3f", "max", "0.5", fl_bulk)
 	floor_row("  floor: relay, kernel only ms/MiB", "floor-relay-none-16k",
 	    "floor.c: read 16 KiB, write it, no TLS")
 	floor_row("  floor: relay+AES-256-GCM ms/MiB", "floor-relay-aes-256-gcm-16k",
 	    "the same, each 16 KiB sealed as a record")
 	floor_row("  floor: relay+AES, 64K I/O ms/MiB", "floor-relay-aes-256-gcm-64k",
 	    "the same, 64 KiB reads and records")
+	floor_row("  floor: kernel + AES alone ms/MiB", "floor-sum-16k",
+	    "relay kernel only + openssl speed AES-256-GCM")
 	row("  minimal backend: loadgen ms/MiB", "bulk-mini", c1, "lg_ms_per_mib", "%.3f")
 	row("  minimal backend: front-end busy", "bulk-mini", c1, "fe_util", "%.2f")
 	row("  minimal backend: loadgen busy", "bulk-mini", c1, "lg_util", "%.2f")
@@ -306,7 +317,7 @@ END {
 	if (fl_bulk != "" || L["floor-hs-rsa-t2"] != "" || L["floor-hs-ec-t2"] != "")
 		print "floor rows (value in the first column): tests/bench/floor.c, what the kernel and " \
 		    "OpenSSL\nalone cost on this machine; (floor F > T): even that floor misses the target " \
-		    "(bulk: the\nlowest AES relay floor; handshake: the lower of 2 and 1 tickets)."
+		    "(bulk: the\nlowest relay floor, each the best of its runs at the start and the end of\nthe run; handshake: the lower of 2 and 1 tickets)."
 	if (footnote)
 		print "* some sessions of that run failed (see failed= and why_*= in the results file)"
 }
