@@ -236,7 +236,7 @@ END {
 	floor_row("  floor: relay+AES-256-GCM ms/MiB", "floor-relay-aes-256-gcm-16k",
 	    "the same, each 16 KiB sealed as a record")
 	floor_row("  floor: relay+AES, 64K I/O ms/MiB", "floor-relay-aes-256-gcm-64k",
-	    "the same, 64 KiB reads and records")
+	    "the same, 64 KiB reads, 16 KiB records, one write")
 	floor_row("  floor: kernel + AES alone ms/MiB", "floor-sum-16k",
 	    "relay kernel only + openssl speed AES-256-GCM")
 	row("  minimal backend: loadgen ms/MiB", "bulk-mini", c1, "lg_ms_per_mib", "%.3f")
