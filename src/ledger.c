@@ -12,6 +12,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Other processes read and write these counts through a shared mapping:
+ * that is only sound for atomics that are lock-free (hence address-free,
+ * C11 7.17.5). */
+_Static_assert(ATOMIC_INT_LOCK_FREE == 2 &&
+    (sizeof(uint64_t) == sizeof(long) ? ATOMIC_LONG_LOCK_FREE :
+    ATOMIC_LLONG_LOCK_FREE) == 2,
+    "the ledger needs lock-free 32- and 64-bit atomics");
+
 #define MIN_SLOTS	64
 #define MAX_SLOTS	(1u << 22)	/* beyond max-sessions' bound */
 #define MAX_PARTS	64
@@ -418,7 +426,8 @@ own_add(struct ledger *l, const uint64_t w[2])
 		if (p->claimed + 1 > ledger_capacity(l) &&
 		    (p->live + 1 > ledger_capacity(l) || !compact(l, p)))
 			return -1;
-		s = probe(l, p, w);
+		if ((s = probe(l, p, w)) == NULL)
+			return -1;	/* not reached: claimed < nslots */
 	}
 	write_begin(p);
 	if (!load32(&s->used)) {
