@@ -299,29 +299,26 @@ floor_limit() {
 # What no front-end can go below on this machine (tests/bench/floor.c): a
 # relay that only reads, seals and writes, and OpenSSL's server handshake
 # with no socket I/O; best of a few runs, each ~1-2.5 s.
-# floor_relays: the relay floors; run at the start and again at the end,
-# since this shared machine has slow spells (report.awk keeps the lowest).
-floor_relays() {
-	# shellcheck disable=SC2086 # FLOOR_RELAY: an option list
-	floor_limit floor-relay-none-16k relay -e none $FLOOR_RELAY
-	# shellcheck disable=SC2086
-	floor_limit floor-relay-aes-256-gcm-16k relay -e aes-256-gcm $FLOOR_RELAY
-	# shellcheck disable=SC2086
-	floor_limit floor-relay-aes-256-gcm-64k relay -b 65536 -e aes-256-gcm $FLOOR_RELAY
+# floor_all: every floor; run at the start and again at the end, since
+# this shared machine has slow spells (report.awk keeps the lowest).
+floor_all() {
+	# shellcheck disable=SC2086 # FLOOR_RELAY, FLOOR_HS: option lists
+	{
+		floor_limit floor-relay-none-16k relay -e none $FLOOR_RELAY
+		floor_limit floor-relay-aes-256-gcm-16k relay -e aes-256-gcm $FLOOR_RELAY
+		floor_limit floor-relay-aes-256-gcm-64k relay -b 65536 -e aes-256-gcm $FLOOR_RELAY
+		for c in $CERTS; do
+			for t in 2 1 0; do
+				floor_limit "floor-hs-$c-t$t" handshake -c "$W/$c/cert.pem" \
+				    -k "$W/$c/key.pem" -t $t $FLOOR_HS
+			done
+			floor_limit "floor-hs-$c-resume" handshake -c "$W/$c/cert.pem" \
+			    -k "$W/$c/key.pem" -t 1 -r $FLOOR_HS
+		done
+	}
 }
 say "floor: relay (loopback, 1 GiB per run) and OpenSSL server handshakes"
-# shellcheck disable=SC2086 # FLOOR_HS: an option list
-{
-	floor_relays
-	for c in $CERTS; do
-		for t in 2 1 0; do
-			floor_limit "floor-hs-$c-t$t" handshake -c "$W/$c/cert.pem" \
-			    -k "$W/$c/key.pem" -t $t $FLOOR_HS
-		done
-		floor_limit "floor-hs-$c-resume" handshake -c "$W/$c/cert.pem" \
-		    -k "$W/$c/key.pem" -t 1 -r $FLOOR_HS
-	done
-}
+floor_all
 
 # --- backend -------------------------------------------------------------------------
 
@@ -620,8 +617,8 @@ for c in $CERTS; do
 	first=no
 done
 
-say "floor: the relays again"
-floor_relays
+say "floor: again, the lowest counts"
+floor_all
 
 echo "wl=end secs_total=$(( $(date +%s) - t_start )) load_after=$(cut -d' ' -f1 /proc/loadavg)" >>"$R"
 stamp=$(date -u +%Y%m%dT%H%M%SZ)

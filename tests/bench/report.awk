@@ -317,7 +317,7 @@ END {
 	if (fl_bulk != "" || L["floor-hs-rsa-t2"] != "" || L["floor-hs-ec-t2"] != "")
 		print "floor rows (value in the first column): tests/bench/floor.c, what the kernel and " \
 		    "OpenSSL\nalone cost on this machine; (floor F > T): even that floor misses the target " \
-		    "(bulk: the\nlowest relay floor, each the best of its runs at the start and the end of\nthe run; handshake: the lower of 2 and 1 tickets)."
+		    "(bulk: the\nlowest relay floor; handshake: the lower of 2 and 1 tickets; each floor is the best\nof its runs at the start and at the end of the bench)."
 	if (footnote)
 		print "* some sessions of that run failed (see failed= and why_*= in the results file)"
 }
