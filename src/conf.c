@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -790,9 +791,9 @@ do_workers(struct parser *p, int argc, char **argv)
 
 	(void)argc;
 	if (strcmp(argv[0], "auto") == 0)
-		p->c->workers = 0;
+		p->c->workers = p->c->workers_configured = 0;
 	else if (parse_uint(argv[0], 1, 64, &n) == 0)
-		p->c->workers = (int)n;
+		p->c->workers = p->c->workers_configured = (int)n;
 	else {
 		perr(p, "workers: expected a number from 1 to 64 or auto, not "
 		    "\"%s\"", clean(q, sizeof(q), argv[0]));
@@ -1221,12 +1222,19 @@ parse_file(struct parser *p, FILE *fp)
 	}
 }
 
-/* online_cpus: the CPUs this host has online, as workers (1 to 64). */
+/* online_cpus: the CPUs popsd may run on, as workers (1 to 64): its
+ * affinity mask (systemd CPUAffinity=, a container's cpuset), else the
+ * CPUs online. */
 static int
 online_cpus(void)
 {
-	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	cpu_set_t set;
+	long n;
 
+	if (sched_getaffinity(0, sizeof(set), &set) == 0)
+		n = CPU_COUNT(&set);
+	else
+		n = sysconf(_SC_NPROCESSORS_ONLN);
 	return n < 1 ? 1 : n > 64 ? 64 : (int)n;
 }
 

@@ -111,6 +111,7 @@ struct conf {
 	int	max_sessions;		/* default 1000 */
 	int	workers;		/* processes serving; default auto:
 					 * one per CPU (1 with backend exec) */
+	int	workers_configured;	/* as written: 0 for auto */
 	int	max_sessions_per_ip;	/* 0 (default): no per-address cap */
 
 	/* Authorization-phase policy (STLS issue). */

@@ -8,46 +8,47 @@
 #include <arpa/inet.h>
 
 #include <sched.h>
+#include <unistd.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 /* Other processes read and write these counts through a shared mapping:
  * that is only sound for atomics that are lock-free (hence address-free,
- * C11 7.17.5). */
-_Static_assert(ATOMIC_INT_LOCK_FREE == 2 &&
-    (sizeof(uint64_t) == sizeof(long) ? ATOMIC_LONG_LOCK_FREE :
-    ATOMIC_LLONG_LOCK_FREE) == 2,
-    "the ledger needs lock-free 32- and 64-bit atomics");
+ * C11 7.17.5). 32-bit ones are, on every port Debian builds. */
+_Static_assert(ATOMIC_INT_LOCK_FREE == 2,
+    "the ledger needs lock-free 32-bit atomics");
 
 #define MIN_SLOTS	64
 #define MAX_SLOTS	(1u << 22)	/* beyond max-sessions' bound */
 #define MAX_PARTS	64
 #define SPIN_YIELD	64		/* reads retried before yielding */
-#define SPIN_GIVE_UP	(1u << 20)	/* a writer that died mid-change */
+#define SPIN_GIVE_UP	(1u << 16)	/* a writer that died mid-change */
 
 /* One slot of an address table. A slot once given a key keeps it until
  * the table is compacted; its count may drop to 0 meanwhile. Every field
  * is atomic because other workers read it while its owner writes. */
 struct slot {
-	_Atomic uint64_t	key[2];
+	_Atomic uint32_t	key[4];
 	_Atomic uint32_t	count;
 	_Atomic uint32_t	used;
 };
 
-/* One worker's part of the mapping: a header, then nslots slots. */
+/* One worker's part of the mapping: this header on a page of its own,
+ * then nslots slots from the next page on (slots_of). */
 struct part {
 	_Atomic uint32_t	seq;		/* odd while the table changes */
 	_Atomic uint32_t	sessions;
 	uint32_t		claimed;	/* slots with a key: owner only */
 	uint32_t		live;		/* keys with a count: owner only */
-	struct slot		slots[];
 };
 
 struct ledger {
 	unsigned char	*map;
 	size_t		 maplen;
 	size_t		 stride;	/* bytes from one part to the next */
+	size_t		 page;
+	size_t		 head;		/* bytes from a part to its slots */
 	unsigned	 nslots;	/* a power of two */
 	int		 nparts;
 	int		 me;		/* the part this process writes */
@@ -159,7 +160,6 @@ ledger_new(int nworkers, unsigned max_addresses)
 {
 	struct ledger *l;
 	uint64_t k[2];
-	size_t head;
 
 	if (nworkers < 1 || nworkers > MAX_PARTS ||
 	    getrandom(k, sizeof(k), 0) != (ssize_t)sizeof(k) ||
@@ -170,11 +170,13 @@ ledger_new(int nworkers, unsigned max_addresses)
 	l->nslots = MIN_SLOTS;
 	while (l->nslots < MAX_SLOTS && l->nslots / 2 < max_addresses)
 		l->nslots *= 2;
-	head = (sizeof(struct part) + 63) & ~(size_t)63;
-	/* Parts start on their own cache lines: each is written by one
-	 * process and read by the others. */
-	l->stride = (head + (size_t)l->nslots * sizeof(struct slot) + 63) &
-	    ~(size_t)63;
+	/* Each part, and the slots in it, start on their own page: a part is
+	 * written by one process and read by the others, and clearing its
+	 * slots hands their pages back (clear_slots). */
+	l->page = (size_t)sysconf(_SC_PAGESIZE);
+	l->head = (sizeof(struct part) + l->page - 1) & ~(l->page - 1);
+	l->stride = (l->head + (size_t)l->nslots * sizeof(struct slot) +
+	    l->page - 1) & ~(l->page - 1);
 	l->nparts = nworkers;
 	l->maplen = l->stride * (size_t)nworkers;
 	l->k0 = k[0];
@@ -243,12 +245,6 @@ write_end(struct part *p)
 	atomic_store_explicit(&p->seq, (s | 1) + 1, memory_order_release);
 }
 
-static uint64_t
-load64(_Atomic uint64_t *a)
-{
-	return atomic_load_explicit(a, memory_order_relaxed);
-}
-
 static uint32_t
 load32(_Atomic uint32_t *a)
 {
@@ -256,15 +252,60 @@ load32(_Atomic uint32_t *a)
 }
 
 static void
-store64(_Atomic uint64_t *a, uint64_t v)
+store32(_Atomic uint32_t *a, uint32_t v)
 {
 	atomic_store_explicit(a, v, memory_order_relaxed);
 }
 
-static void
-store32(_Atomic uint32_t *a, uint32_t v)
+/* A key is kept as four 32-bit words (64-bit atomics are not lock-free
+ * everywhere); w is its two 64-bit halves, as hashed. */
+static bool
+key_is(struct slot *s, const uint64_t w[2])
 {
-	atomic_store_explicit(a, v, memory_order_relaxed);
+	return load32(&s->key[0]) == (uint32_t)w[0] &&
+	    load32(&s->key[1]) == (uint32_t)(w[0] >> 32) &&
+	    load32(&s->key[2]) == (uint32_t)w[1] &&
+	    load32(&s->key[3]) == (uint32_t)(w[1] >> 32);
+}
+
+static void
+key_load(struct slot *s, uint64_t w[2])
+{
+	w[0] = (uint64_t)load32(&s->key[1]) << 32 | load32(&s->key[0]);
+	w[1] = (uint64_t)load32(&s->key[3]) << 32 | load32(&s->key[2]);
+}
+
+static void
+key_store(struct slot *s, const uint64_t w[2])
+{
+	store32(&s->key[0], (uint32_t)w[0]);
+	store32(&s->key[1], (uint32_t)(w[0] >> 32));
+	store32(&s->key[2], (uint32_t)w[1]);
+	store32(&s->key[3], (uint32_t)(w[1] >> 32));
+}
+
+static struct slot *
+slots_of(const struct ledger *l, struct part *p)
+{
+	return (struct slot *)(void *)((unsigned char *)p + l->head);
+}
+
+/* clear_slots: every slot of p empty. The pages go back to the kernel
+ * (a shared anonymous mapping reads as zeros afterwards), so a part that
+ * once held many addresses does not stay resident; stores if that fails.
+ * The caller holds p's write side. */
+static void
+clear_slots(const struct ledger *l, struct part *p)
+{
+	struct slot *s = slots_of(l, p);
+	uint32_t i;
+
+	if (madvise(s, l->stride - l->head, MADV_REMOVE) == 0)
+		return;
+	for (i = 0; i < l->nslots; i++) {
+		store32(&s[i].used, 0);
+		store32(&s[i].count, 0);
+	}
 }
 
 /* probe: the slot holding w, or the free slot where it would go, or NULL
@@ -278,9 +319,8 @@ probe(const struct ledger *l, struct part *p, const uint64_t w[2])
 
 	i = (uint32_t)siphash16(l->k0, l->k1, w) & mask;
 	for (n = 0; n < l->nslots; n++, i = (i + 1) & mask) {
-		s = &p->slots[i];
-		if (!load32(&s->used) ||
-		    (load64(&s->key[0]) == w[0] && load64(&s->key[1]) == w[1]))
+		s = &slots_of(l, p)[i];
+		if (!load32(&s->used) || key_is(s, w))
 			return s;
 	}
 	return NULL;
@@ -315,8 +355,9 @@ read_count(const struct ledger *l, struct part *p, const uint64_t w[2])
 			(void)sched_yield();
 	}
 	/* The owner died inside a change and the master has not cleared
-	 * its part yet: the last count read, rather than wait on. */
-	return n;
+	 * its part yet: its sessions are gone with it. */
+	(void)n;
+	return 0;
 }
 
 static void
@@ -387,22 +428,17 @@ compact(struct ledger *l, struct part *p)
 	if ((keep = calloc(p->live + 1, sizeof(*keep))) == NULL)
 		return false;
 	for (i = 0; i < l->nslots; i++) {
-		s = &p->slots[i];
+		s = &slots_of(l, p)[i];
 		if (load32(&s->used) && load32(&s->count) > 0 && n < p->live) {
-			keep[n].w[0] = load64(&s->key[0]);
-			keep[n].w[1] = load64(&s->key[1]);
+			key_load(s, keep[n].w);
 			keep[n++].count = load32(&s->count);
 		}
 	}
 	write_begin(p);
-	for (i = 0; i < l->nslots; i++) {
-		store32(&p->slots[i].used, 0);
-		store32(&p->slots[i].count, 0);
-	}
+	clear_slots(l, p);
 	for (i = 0; i < n; i++) {
 		s = probe(l, p, keep[i].w);	/* never NULL: n < nslots */
-		store64(&s->key[0], keep[i].w[0]);
-		store64(&s->key[1], keep[i].w[1]);
+		key_store(s, keep[i].w);
 		store32(&s->count, keep[i].count);
 		store32(&s->used, 1);
 	}
@@ -431,8 +467,7 @@ own_add(struct ledger *l, const uint64_t w[2])
 	}
 	write_begin(p);
 	if (!load32(&s->used)) {
-		store64(&s->key[0], w[0]);
-		store64(&s->key[1], w[1]);
+		key_store(s, w);
 		store32(&s->used, 1);
 		p->claimed++;
 	}
@@ -515,7 +550,6 @@ void
 ledger_forget(struct ledger *l, int worker)
 {
 	struct part *p;
-	uint32_t i;
 
 	if (worker < 0 || worker >= l->nparts)
 		return;
@@ -523,10 +557,7 @@ ledger_forget(struct ledger *l, int worker)
 	/* The worker is gone, but may have died inside a change (seq odd):
 	 * write_begin keeps it odd, write_end makes it even for readers. */
 	write_begin(p);
-	for (i = 0; i < l->nslots; i++) {
-		store32(&p->slots[i].used, 0);
-		store32(&p->slots[i].count, 0);
-	}
+	clear_slots(l, p);
 	p->claimed = p->live = 0;
 	atomic_store(&p->sessions, 0);
 	write_end(p);

@@ -326,7 +326,7 @@ popsd_peer_admit(struct popsd *d, const struct sockaddr *sa)
 		log_warnx("refused client=%s reason=address-table-full "
 		    "addresses=%u limit=%u (behind a PROXY header)", host,
 		    ledger_peers(d->ledger), ledger_capacity(d->ledger));
-	return -1;
+	return r;
 }
 
 void

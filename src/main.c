@@ -296,6 +296,26 @@ same_privileges(const struct conf *a, const struct conf *b)
 	    same_string(a->chroot_dir, b->chroot_dir);
 }
 
+/* warn_restart_needed: what a reload to c cannot change, logged. */
+static void
+warn_restart_needed(const struct popsd *d, const struct conf *c)
+{
+	if (!same_listeners(d->conf, c))
+		log_warnx("reload: listen directives changed; restart popsd "
+		    "to apply them (keeping the current sockets)");
+	if (!same_privileges(d->conf, c))
+		log_warnx("reload: user, group or chroot changed; restart "
+		    "popsd to apply them (keeping the current ones)");
+	if (c->workers_configured != d->conf->workers_configured)
+		log_warnx("reload: workers changed; restart popsd to apply it "
+		    "(keeping %d)", d->conf->workers);
+	if ((unsigned)c->max_sessions > ledger_capacity(d->ledger))
+		log_warnx("reload: max-sessions %d: the per-address counts "
+		    "were sized at start for %u addresses per process; "
+		    "restart popsd to raise that", c->max_sessions,
+		    ledger_capacity(d->ledger));
+}
+
 /* reload: load the configuration again and swap it in; 0 or -1 (the
  * reason is logged and the running configuration kept). */
 static int
@@ -323,20 +343,9 @@ reload(struct popsd *d)
 		conf_unref(c);
 		return -1;
 	}
-	if (!same_listeners(d->conf, c))
-		log_warnx("reload: listen directives changed; restart popsd "
-		    "to apply them (keeping the current sockets)");
-	if (!same_privileges(d->conf, c))
-		log_warnx("reload: user, group or chroot changed; restart "
-		    "popsd to apply them (keeping the current ones)");
-	if (c->workers != d->conf->workers)
-		log_warnx("reload: workers changed; restart popsd to apply it "
-		    "(keeping %d)", d->conf->workers);
-	if ((unsigned)c->max_sessions > ledger_capacity(d->ledger))
-		log_warnx("reload: max-sessions %d: the per-address counts "
-		    "were sized at start for %u addresses per process; "
-		    "restart popsd to raise that", c->max_sessions,
-		    ledger_capacity(d->ledger));
+	/* Said once: by the master of workers, which reloaded first. */
+	if (!is_worker)
+		warn_restart_needed(d, c);
 	conf_unref(d->conf);
 	tls_server_unref(d->tls_server);
 	d->conf = c;
@@ -374,32 +383,21 @@ reload_cb(struct ev_loop *loop, ev_signal *w, int revents)
 
 /*
  * reload_check: for the master of "workers N", which serves nothing
- * itself: would a reload work? It loads what a worker would (same user,
- * same files) and throws it away, so that systemd hears the outcome of
- * "systemctl reload" and a broken file is logged once, not per worker.
+ * itself: reload as a worker would (same user, same files), so that
+ * systemd hears the outcome of "systemctl reload", a broken file is logged
+ * once rather than per worker, and a worker restarted later (forked from
+ * the master) starts with the configuration in force, not the first one.
  */
 static enum reload_verdict
 reload_check(struct popsd *d)
 {
-	struct tls_server *ts = NULL;
-	struct conf *c;
-	char err[1024];
-
 	if (privs.chroot_dir[0] != '\0') {
 		log_warnx("reload refused: popsd is chrooted to %s, where %s "
 		    "and the keys are out of reach; restart popsd to apply "
 		    "changes", privs.chroot_dir, d->conf->path);
 		return RELOAD_REFUSED;
 	}
-	if ((c = load(d->conf->path, &ts, &d->tickets, err,
-	    sizeof(err))) == NULL) {
-		log_warnx("reload failed, keeping the running configuration: %s",
-		    err);
-		return RELOAD_FAILED;
-	}
-	tls_server_unref(ts);
-	conf_unref(c);
-	return RELOAD_OK;
+	return reload(d) == 0 ? RELOAD_OK : RELOAD_FAILED;
 }
 
 /* adopt_sockets: make listeners of the sockets systemd passed. */

@@ -54,8 +54,9 @@ struct popsd {
 void	popsd_session_closed(struct popsd *d);
 
 /* popsd_peer_admit: count one more session from sa (an address learned
- * from a PROXY header); -1, logged, when that would exceed
- * max-sessions-per-ip. A later popsd_peer_closed() undoes it. */
+ * from a PROXY header): 0; -1, logged, when that would exceed
+ * max-sessions-per-ip; -2, logged, when the per-address table is full.
+ * A later popsd_peer_closed() undoes a 0. */
 int	popsd_peer_admit(struct popsd *d, const struct sockaddr *sa);
 
 /* popsd_peer_closed: a session from the numeric address addr (as the

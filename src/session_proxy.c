@@ -52,6 +52,9 @@ session_send_proxy_header(struct session *s)
 static bool
 proxy_apply(struct session *s, const struct proxy_result *res)
 {
+	const char *why;
+	int r;
+
 	snprintf(s->via, sizeof(s->via), "%s", s->peer_addr);
 	if (res->has_addr) {
 		memcpy(&s->peer, &res->src, res->srclen);
@@ -60,13 +63,15 @@ proxy_apply(struct session *s, const struct proxy_result *res)
 		s->locallen = res->dstlen;
 		session_peer_text(s);
 	}
-	if (popsd_peer_admit(s->d, (struct sockaddr *)&s->peer) == -1) {
+	if ((r = popsd_peer_admit(s->d, (struct sockaddr *)&s->peer)) != 0) {
+		why = r == -1 ? "max-sessions-per-ip" : "address-table-full";
 		if (s->kind != LISTEN_POP3) {	/* nothing to say before TLS */
-			session_close(s, "max-sessions-per-ip");
+			session_close(s, why);
 			return false;
 		}
-		session_refuse(s, "max-sessions-per-ip", "too many sessions from your "
-		    "address, try again later");
+		session_refuse(s, why, r == -1 ? "too many sessions from your "
+		    "address, try again later" : "too many sessions, try again "
+		    "later");
 		session_pump(s);
 		return false;
 	}

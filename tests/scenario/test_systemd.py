@@ -422,6 +422,62 @@ def test_reload_after_drop_rereads_readable_files(procs, certs, backend):
         shutil.rmtree(d_, ignore_errors=True)
 
 
+def worker_pids(pid):
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            with contextlib.suppress(OSError):
+                with open(f"/proc/{d}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                if int(fields[1]) == pid and fields[0] != "Z":
+                    out.append(int(d))
+    return sorted(out)
+
+
+@needs_root
+def test_workers_reload_then_restarted_worker_keeps_it(procs, certs, backend):
+    """With two workers and files popsd can read after the drop: a reload
+    reaches both workers, and a worker that dies afterwards comes back
+    with the reloaded configuration, not the one popsd started with (the
+    master reloads too, and new workers are forked from it)."""
+    d_ = public_dir("popsd-workers.")
+    try:
+        key, cert = os.path.join(d_, "key.pem"), os.path.join(d_, "cert.pem")
+        shutil.copy(certs.key, key)
+        shutil.copy(certs.cert, cert)
+        os.chown(key, NOBODY, NOGROUP)
+        os.chmod(key, 0o600)
+        os.chmod(cert, 0o644)
+        port = H.free_port()
+        conf = write_conf(d_, certs, backend, listens=[("pop3", port)], key=key,
+                          cert=cert, extra=DROP + ["workers 2", "require-tls no"])
+        os.chmod(conf, 0o644)
+        d = procs("popsd", [popsd_bin(), "-d", "-f", conf])
+        d.wait_log(r"popsd ready: 2 workers")
+        with open(conf, "a") as f:
+            f.write("max-sessions-per-ip 1\n")
+        d.proc.send_signal(signal.SIGHUP)
+        H.wait_until(lambda: len(re.findall(r"^reloaded ", d.log(), re.M)) == 3, 10,
+                     "the master and both workers to reload")
+        kids = H.wait_until(lambda: len(worker_pids(d.pid)) == 2 and worker_pids(d.pid),
+                            10, "two workers")
+        for k in kids:
+            os.kill(k, signal.SIGKILL)
+        H.wait_until(lambda: len(worker_pids(d.pid)) == 2 and
+                     not set(kids) & set(worker_pids(d.pid)), 15, "two new workers")
+        for i in range(4):      # wherever the kernel puts the second one
+            with H.Pop3Client(port) as first, H.Pop3Client(port) as second:
+                assert first.readline().startswith(b"+OK"), d.log()
+                line = second.readline()
+                assert line.startswith(b"-ERR [SYS/TEMP] ") and b"your address" in line, \
+                    (line, d.log())
+            # The first one's end is logged once its worker has let it go.
+            H.wait_until(lambda: len(re.findall(r"^session=", d.log(), re.M)) > i, 10,
+                         "the session to end")
+    finally:
+        shutil.rmtree(d_, ignore_errors=True)
+
+
 @needs_root
 def test_notify_status_counts_sessions(procs, tmp_path, certs, backend):
     port = H.free_port()
