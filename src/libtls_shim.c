@@ -1,5 +1,5 @@
 /*
- * libtls_shim.c — three behaviours popsd needs that Debian 12's libtls
+ * libtls_shim.c — two behaviours popsd needs that Debian 12's libtls
  * (libretls 3.7.0 on OpenSSL 3) gets wrong or does not expose. Each is a
  * thin wrapper around one OpenSSL function that libtls calls; the dynamic
  * linker binds libtls' calls to popsd's definitions (the executable is
@@ -22,15 +22,7 @@
  *    SSL_new() is wrapped to set it on each new connection (bench: 34 ->
  *    18 KiB RSS per idle TLS session; bulk CPU unchanged).
  *
- * 3. One TLS 1.3 ticket per handshake, not OpenSSL's two. A second
- *    ticket serves a client that opens parallel connections to one
- *    server; a POP3 client does not, since the server locks the maildrop
- *    for the session (RFC 1939 section 8), and each resumed session gets
- *    a fresh ticket anyway. Making, encrypting and sending one costs the
- *    server a session serialisation, an AEAD and a record
- *    (tests/bench: floor handshake).
- *
- * Under a libtls that does all this itself, or on LibreSSL, the wrappers
+ * Under a libtls that does both itself, or on LibreSSL, the wrappers
  * change nothing harmful (1 is success there too; the mode is idempotent).
  * Remove them once the libtls popsd is built against does this itself.
  */
@@ -65,21 +57,16 @@ ticket_cb(void *ssl, unsigned char *name, unsigned char *iv, void *cctx,
 }
 
 /*
- * SSL_new: OpenSSL's, forwarded, then on the new connection
- * SSL_MODE_RELEASE_BUFFERS, which libtls never sets: OpenSSL frees the
- * connection's ~17 KiB read and write buffers whenever they are empty, so
- * an idle session holds neither (tests/bench: 34 -> 18 KiB RSS per idle
- * session); and one TLS 1.3 ticket per handshake (3. above). A libssl
- * without SSL_set_num_tickets (LibreSSL) keeps its own count.
+ * SSL_new: OpenSSL's, forwarded, then SSL_MODE_RELEASE_BUFFERS on the new
+ * connection, which libtls never sets: OpenSSL frees the connection's
+ * ~17 KiB read and write buffers whenever they are empty, so an idle
+ * session holds neither (tests/bench: 34 -> 18 KiB RSS per idle session).
  */
 #define SSL_CTRL_MODE			33		/* <openssl/ssl.h> */
 #define SSL_MODE_RELEASE_BUFFERS	0x00000010L
 
-#define POPSD_TLS13_TICKETS		1
-
 typedef void *(*ssl_new_fn)(void *);
 typedef long (*ssl_ctrl_fn)(void *, int, long, void *);
-typedef int (*ssl_set_num_tickets_fn)(void *, size_t);
 
 void	*SSL_new(void *ctx);
 
@@ -88,23 +75,16 @@ SSL_new(void *ctx)
 {
 	static ssl_new_fn real;
 	static ssl_ctrl_fn ctrl;	/* popsd does not link libssl itself */
-	static ssl_set_num_tickets_fn set_num_tickets;
 	void *ssl;
 
 	if (real == NULL) {
 		ctrl = (ssl_ctrl_fn)(void (*)(void))dlsym(RTLD_NEXT, "SSL_ctrl");
-		set_num_tickets = (ssl_set_num_tickets_fn)(void (*)(void))
-		    dlsym(RTLD_NEXT, "SSL_set_num_tickets");
 		if ((real = (ssl_new_fn)(void (*)(void))dlsym(RTLD_NEXT,
 		    "SSL_new")) == NULL)
 			return NULL;
 	}
-	if ((ssl = real(ctx)) == NULL)
-		return NULL;
-	if (ctrl != NULL)
+	if ((ssl = real(ctx)) != NULL && ctrl != NULL)
 		(void)ctrl(ssl, SSL_CTRL_MODE, SSL_MODE_RELEASE_BUFFERS, NULL);
-	if (set_num_tickets != NULL)
-		(void)set_num_tickets(ssl, POPSD_TLS13_TICKETS);
 	return ssl;
 }
 
