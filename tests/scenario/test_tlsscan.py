@@ -40,9 +40,13 @@ BELOW_12 = ("SSLv2", "SSLv3", "TLS1", "TLS1_1")
 # testssl's resumption checks under --starttls sometimes end "WARN: check
 # failed": openssl s_client (which they drive) can quit before it reads the
 # TLS 1.3 tickets, which a STARTTLS server sends after the handshake with
-# nothing else to read. Resumption after STLS is checked here instead
-# (stls_session), and only this tool's WARN is excused.
-STARTTLS_TOOL_WARN = {"sessionresumption_ticket", "sessionresumption_ID"}
+# nothing else to read. On pop3s its ticket check sometimes ends "WARN: check
+# failed because of connect problem" (about 1 scan in 3 on a loaded machine,
+# and with popsd builds from before this test's last change too): its first
+# s_client then left no output at all and never reached popsd, no session
+# was logged for it, so there is nothing popsd can do. Resumption is checked
+# here instead (resumed_session), and only these tool WARNs are excused.
+RESUMPTION_TOOL_WARN = {"sessionresumption_ticket", "sessionresumption_ID"}
 
 pytestmark = pytest.mark.skipif(TESTSSL is None or NMAP is None,
                                 reason="needs testssl.sh and nmap (make deps)")
@@ -50,6 +54,7 @@ pytestmark = pytest.mark.skipif(TESTSSL is None or NMAP is None,
 
 def run_testssl(tmp_path, ca, target, starttls=False):
     out = tmp_path / ("testssl-starttls.json" if starttls else "testssl.json")
+    out.unlink(missing_ok=True)     # testssl will not overwrite it
     cmd = [TESTSSL, "--quiet", "--color", "0", "--warnings", "batch", "--nodns", "none",
            "--connect-timeout", "10", "--openssl-timeout", "10", "--add-ca", ca,
            "--jsonfile", str(out), "-p", "-s", "-S", "-U"]
@@ -107,12 +112,9 @@ def stls_session(port, ctx, session=None):
             return t.session, t.session_reused
 
 
-@pytest.mark.parametrize("kind", ["pop3s", "starttls"])
-def test_tls_scanners_find_nothing(popsd, certs, tmp_path, kind):
-    p = popsd(pop3=True)
-    starttls = kind == "starttls"
-    port = p.pop3_port if starttls else p.port
-
+def scan(tmp_path, certs, port, starttls):
+    """testssl on port: (findings, its output, the findings that are not
+    OK, those of them not known); asserts what every scan must show."""
     found, text = run_testssl(tmp_path, certs.ca, f"127.0.0.1:{port}", starttls)
     missing = MUST_SEE - set(found)
     assert not missing, f"testssl did not report {sorted(missing)}:\n{text[-3000:]}"
@@ -123,18 +125,41 @@ def test_tls_scanners_find_nothing(popsd, certs, tmp_path, kind):
     bad = {i: f"{f['severity']}: {f['finding']}" for i, f in found.items()
            if f["severity"] not in ("OK", "INFO", "DEBUG") and i not in DEV_CERT
            and i != "engine_problem"      # about the local openssl (no GOST)
-           and not (starttls and i in STARTTLS_TOOL_WARN and f["severity"] == "WARN")}
+           and not (i in RESUMPTION_TOOL_WARN and f["severity"] == "WARN" and
+                    (starttls or "connect problem" in f["finding"]))}
     unexpected = {i: v for i, v in bad.items() if i not in KNOWN}
+    return found, text, bad, unexpected
+
+
+def pop3s_session(port, ctx, session=None):
+    """A pop3s session on port, resuming `session` if given; returns the
+    TLS session and whether it was resumed."""
+    raw = socket.create_connection(("127.0.0.1", port), timeout=20)
+    with ctx.wrap_socket(raw, server_hostname="localhost", session=session) as t, \
+            t.makefile("rb") as tf:
+        assert tf.readline().startswith(b"+OK")
+        t.sendall(b"QUIT\r\n")
+        assert tf.readline().startswith(b"+OK")
+        return t.session, t.session_reused
+
+
+@pytest.mark.parametrize("kind", ["pop3s", "starttls"])
+def test_tls_scanners_find_nothing(popsd, certs, tmp_path, kind):
+    p = popsd(pop3=True)
+    starttls = kind == "starttls"
+    port = p.pop3_port if starttls else p.port
+
+    found, text, bad, unexpected = scan(tmp_path, certs, port, starttls)
     print(f"testssl {kind}: {len(found)} findings; known open: "
           f"{ {i: bad[i] for i in bad if i in KNOWN} }")
     assert not unexpected, f"testssl findings on {kind}: {unexpected}"
     fixed = KNOWN - set(bad)
     assert not fixed, f"no longer found, remove from KNOWN: {sorted(fixed)}"
-    if starttls:
-        ctx = certs.client_context()
-        sess, _ = stls_session(port, ctx)
-        assert sess is not None and sess.has_ticket, "no session ticket after STLS"
-        assert stls_session(port, ctx, sess)[1], "an STLS session did not resume"
+    ctx = certs.client_context()
+    connect = stls_session if starttls else pop3s_session
+    sess, _ = connect(port, ctx)
+    assert sess is not None and sess.has_ticket, f"no session ticket ({kind})"
+    assert connect(port, ctx, sess)[1], f"a {kind} session did not resume"
 
     protos, least, ntext = run_nmap(tmp_path, port, starttls)
     print(f"nmap {kind}: protocols {sorted(protos)}, least strength {least}, "
