@@ -313,7 +313,7 @@ floor_all() {
 				    -k "$W/$c/key.pem" -t $t $FLOOR_HS
 			done
 			floor_limit "floor-hs-$c-resume" handshake -c "$W/$c/cert.pem" \
-			    -k "$W/$c/key.pem" -t 1 -r $FLOOR_HS
+			    -k "$W/$c/key.pem" -t 2 -r $FLOOR_HS
 		done
 	}
 }
