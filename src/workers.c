@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -45,7 +46,7 @@ static void	child_cb(struct ev_loop *loop, ev_child *w, int revents);
 /* become_worker: in the child: forget the master's watchers and take
  * this worker's share of the daemon. */
 static void
-become_worker(struct popsd *d, int index)
+become_worker(struct popsd *d, int index, pid_t master)
 {
 	int i;
 
@@ -71,12 +72,21 @@ become_worker(struct popsd *d, int index)
 	d->id_offset = (unsigned)index + 1;
 	ledger_bind(d->ledger, index);
 	my_index = index;
+	/* Without the master nobody restarts workers or rotates ticket
+	 * keys, and orphans would hold the port a new popsd must bind: a
+	 * worker drains and ends when the master goes, even by SIGKILL.
+	 * Set last: until serve() takes SIGTERM, it just ends the worker. */
+	if (prctl(PR_SET_PDEATHSIG, SIGTERM) == -1)
+		log_warn("worker %d: prctl(PR_SET_PDEATHSIG)", index);
+	else if (getppid() != master)	/* gone before the prctl */
+		(void)raise(SIGTERM);
 }
 
 /* spawn: start worker w; returns true in the new worker process. */
 static bool
 spawn(struct worker *w)
 {
+	pid_t master = getpid();
 	pid_t pid = fork();
 
 	if (pid == -1) {
@@ -86,7 +96,7 @@ spawn(struct worker *w)
 		return false;
 	}
 	if (pid == 0) {
-		become_worker(w->d, w->index);
+		become_worker(w->d, w->index, master);
 		return true;
 	}
 	w->pid = pid;

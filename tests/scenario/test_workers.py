@@ -179,3 +179,18 @@ def test_dead_workers_sessions_are_forgotten(popsd, certs):
     held = hold_plain(p, 2)
     refused_plain(p, b"from your address")
     close_all(held)
+
+
+def test_workers_end_when_the_master_is_killed(popsd, certs):
+    """kill -9 of the master (the OOM killer, an admin): its workers drain
+    and end, rather than linger, serve unsupervised and hold the port a
+    new popsd must bind (PR_SET_PDEATHSIG)."""
+    p = popsd(extra=["workers 2"])
+    kids = H.wait_until(lambda: len(children(p.pid)) == 2 and children(p.pid), 10,
+                        "two workers")
+    session(p, certs)
+    p.expected_exit = True
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait(10)
+    H.wait_until(lambda: not any(H.pid_alive(k) for k in kids), 15,
+                 "the workers to end after the master")
