@@ -192,5 +192,10 @@ def test_workers_end_when_the_master_is_killed(popsd, certs):
     p.expected_exit = True
     os.kill(p.pid, signal.SIGKILL)
     p.wait(10)
-    H.wait_until(lambda: not any(H.pid_alive(k) for k in kids), 15,
-                 "the workers to end after the master")
+    try:
+        H.wait_until(lambda: not any(H.pid_alive(k) for k in kids), 15,
+                     "the workers to end after the master")
+    finally:
+        for k in kids:          # orphans the harness would not stop
+            if H.pid_alive(k):
+                os.kill(k, signal.SIGKILL)
