@@ -131,15 +131,9 @@ status_text(const struct popsd *d)
 static void
 status_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
-	static char last[64];
-	const char *now = status_text(w->data);
-
 	(void)loop;
 	(void)revents;
-	if (strcmp(now, last) == 0)
-		return;
-	snprintf(last, sizeof(last), "%s", now);
-	sd_notify_send("STATUS=%s", now);
+	sd_notify_status(status_text(w->data));
 }
 
 static void

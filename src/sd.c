@@ -330,6 +330,17 @@ sd_notify_send(const char *fmt, ...)
 	}
 }
 
+void
+sd_notify_status(const char *status)
+{
+	static char last[128];
+
+	if (strcmp(status, last) == 0)
+		return;
+	snprintf(last, sizeof(last), "%s", status);
+	sd_notify_send("STATUS=%s", status);
+}
+
 double
 sd_watchdog_interval(void)
 {

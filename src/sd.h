@@ -72,6 +72,13 @@ void	sd_notify_send(const char *fmt, ...)
 	    __attribute__((format(printf, 1, 2)));
 
 /*
+ * sd_notify_status: send "STATUS=status" unless it is what the last call
+ * sent. For polled status lines: a server whose counts did not change
+ * sends nothing, and none sends a datagram per connection.
+ */
+void	sd_notify_status(const char *status);
+
+/*
  * sd_watchdog_interval: seconds between WATCHDOG=1 pings (half of
  * WATCHDOG_USEC, as systemd recommends), or 0 when no watchdog is asked
  * of this process.

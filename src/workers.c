@@ -168,15 +168,9 @@ status_text(const struct popsd *d)
 static void
 status_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
-	static char last[80];
-	const char *now = status_text(t->data);
-
 	(void)loop;
 	(void)revents;
-	if (strcmp(now, last) == 0)
-		return;
-	snprintf(last, sizeof(last), "%s", now);
-	sd_notify_send("STATUS=%s", now);
+	sd_notify_status(status_text(t->data));
 }
 
 static void
