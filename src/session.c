@@ -190,6 +190,14 @@ session_close(struct session *s, const char *reason)
 	struct popsd *d = s->d;
 
 	session_capture_pop3(s);
+	/* Its places are given back before its line is logged: once the
+	 * line is there, a new session from the same client is admitted
+	 * (in every worker). */
+	TAILQ_REMOVE(&d->sessions, s, entry);
+	d->nsessions--;
+	if (s->peer_counted)
+		popsd_peer_closed(d, s->peer_addr);
+	popsd_session_closed(d);	/* at most asks the loop to end */
 	log_summary(s, reason);
 	ev_io_stop(d->loop, &s->client.w);
 	ev_io_stop(d->loop, &s->backend.w);
@@ -210,13 +218,8 @@ session_close(struct session *s, const char *reason)
 		close(s->err_fd);
 	}
 	tls_server_unref(s->tls_srv);
-	TAILQ_REMOVE(&d->sessions, s, entry);
-	d->nsessions--;
-	if (s->peer_counted)
-		popsd_peer_closed(d, s->peer_addr);
 	conf_unref(s->conf);
 	free(s);
-	popsd_session_closed(d);
 }
 
 void
