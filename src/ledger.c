@@ -340,7 +340,7 @@ static unsigned
 read_count(const struct ledger *l, struct part *p, const uint64_t w[2])
 {
 	uint32_t s1, tries;
-	unsigned n = 0;
+	unsigned n;
 
 	for (tries = 0; tries < SPIN_GIVE_UP; tries++) {
 		s1 = atomic_load_explicit(&p->seq, memory_order_acquire);
@@ -356,7 +356,6 @@ read_count(const struct ledger *l, struct part *p, const uint64_t w[2])
 	}
 	/* The owner died inside a change and the master has not cleared
 	 * its part yet: its sessions are gone with it. */
-	(void)n;
 	return 0;
 }
 
