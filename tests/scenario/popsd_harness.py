@@ -65,6 +65,31 @@ def become_subreaper():
         pass
 
 
+def children(pid):
+    """The live (not zombie) child processes of pid, sorted: a popsd
+    master's workers."""
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            out.append(int(d))
+    return sorted(out)
+
+
+def wait_children(pid, n, timeout=10, what=None):
+    """Wait until pid has exactly n live children; returns them."""
+    def found():
+        kids = children(pid)
+        return kids if len(kids) == n else None
+    return wait_until(found, timeout, what or f"{n} children of {pid}")
+
+
 def pid_alive(pid):
     """True while pid exists and is not a zombie."""
     try:

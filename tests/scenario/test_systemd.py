@@ -257,6 +257,19 @@ def ids(pid):
     return out
 
 
+def nobody_keypair(directory, certs):
+    """Copies of the test key and certificate in directory that popsd can
+    read after dropping to nobody: the key nobody's, mode 0600 (popsd
+    refuses keys others can read). Returns (key, cert)."""
+    key, cert = os.path.join(directory, "key.pem"), os.path.join(directory, "cert.pem")
+    shutil.copy(certs.key, key)
+    shutil.copy(certs.cert, cert)
+    os.chown(key, NOBODY, NOGROUP)
+    os.chmod(key, 0o600)
+    os.chmod(cert, 0o644)
+    return key, cert
+
+
 def public_dir(prefix):
     """A temp dir that an unprivileged popsd can enter (pytest's are 0700)."""
     d = tempfile.mkdtemp(prefix=prefix)
@@ -393,12 +406,7 @@ def test_reload_after_drop_rereads_readable_files(procs, certs, backend):
     mode 0600), a reload after the drop works and READY=1 follows."""
     d_ = public_dir("popsd-reload.")
     try:
-        key, cert = os.path.join(d_, "key.pem"), os.path.join(d_, "cert.pem")
-        shutil.copy(certs.key, key)
-        shutil.copy(certs.cert, cert)
-        os.chown(key, NOBODY, NOGROUP)
-        os.chmod(key, 0o600)
-        os.chmod(cert, 0o644)
+        key, cert = nobody_keypair(d_, certs)
         port = H.free_port()
         conf = write_conf(d_, certs, backend, listens=[("pop3s", port)], key=key,
                           cert=cert)
@@ -422,18 +430,6 @@ def test_reload_after_drop_rereads_readable_files(procs, certs, backend):
         shutil.rmtree(d_, ignore_errors=True)
 
 
-def worker_pids(pid):
-    out = []
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            with contextlib.suppress(OSError):
-                with open(f"/proc/{d}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-                if int(fields[1]) == pid and fields[0] != "Z":
-                    out.append(int(d))
-    return sorted(out)
-
-
 @needs_root
 def test_workers_reload_then_restarted_worker_keeps_it(procs, certs, backend):
     """With two workers and files popsd can read after the drop: a reload
@@ -442,12 +438,7 @@ def test_workers_reload_then_restarted_worker_keeps_it(procs, certs, backend):
     master reloads too, and new workers are forked from it)."""
     d_ = public_dir("popsd-workers.")
     try:
-        key, cert = os.path.join(d_, "key.pem"), os.path.join(d_, "cert.pem")
-        shutil.copy(certs.key, key)
-        shutil.copy(certs.cert, cert)
-        os.chown(key, NOBODY, NOGROUP)
-        os.chmod(key, 0o600)
-        os.chmod(cert, 0o644)
+        key, cert = nobody_keypair(d_, certs)
         port = H.free_port()
         conf = write_conf(d_, certs, backend, listens=[("pop3", port)], key=key,
                           cert=cert, extra=DROP + ["workers 2", "require-tls no"])
@@ -459,12 +450,11 @@ def test_workers_reload_then_restarted_worker_keeps_it(procs, certs, backend):
         d.proc.send_signal(signal.SIGHUP)
         H.wait_until(lambda: len(re.findall(r"^reloaded ", d.log(), re.M)) == 3, 10,
                      "the master and both workers to reload")
-        kids = H.wait_until(lambda: len(worker_pids(d.pid)) == 2 and worker_pids(d.pid),
-                            10, "two workers")
+        kids = H.wait_children(d.pid, 2, what="two workers")
         for k in kids:
             os.kill(k, signal.SIGKILL)
-        H.wait_until(lambda: len(worker_pids(d.pid)) == 2 and
-                     not set(kids) & set(worker_pids(d.pid)), 15, "two new workers")
+        H.wait_until(lambda: len(H.children(d.pid)) == 2 and
+                     not set(kids) & set(H.children(d.pid)), 15, "two new workers")
         for i in range(4):      # wherever the kernel puts the second one
             with H.Pop3Client(port) as first, H.Pop3Client(port) as second:
                 assert first.readline().startswith(b"+OK"), d.log()
@@ -696,7 +686,7 @@ def test_chroot(procs, tmp_path, certs, backend):
         pop3s_session(port, certs)
         # It ends cleanly, every worker with it (the default is one per
         # CPU).
-        kids = worker_pids(d.pid)
+        kids = H.children(d.pid)
         d.proc.send_signal(signal.SIGTERM)
         assert d.wait_exit() == 0, d.log()
         H.wait_until(lambda: not any(H.pid_alive(k) for k in kids), 15,
@@ -712,11 +702,7 @@ def test_not_root_with_other_user_refused(procs, tmp_path, certs, backend):
         pytest.skip("needs root to start popsd as nobody")
     d_ = public_dir("popsd-unpriv.")
     try:
-        key, cert = os.path.join(d_, "key.pem"), os.path.join(d_, "cert.pem")
-        shutil.copy(certs.key, key)
-        shutil.copy(certs.cert, cert)
-        os.chown(key, NOBODY, NOGROUP)
-        os.chmod(cert, 0o644)
+        key, cert = nobody_keypair(d_, certs)
         port = H.free_port()
         demote = dict(user=NOBODY, group=NOGROUP, extra_groups=[], cwd=d_)
         bad = write_conf(d_, certs, backend, extra=["user daemon"], key=key, cert=cert,

@@ -10,21 +10,6 @@ import subprocess
 import popsd_harness as H
 
 
-def children(pid):
-    out = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid and fields[0] != "Z":
-            out.append(int(d))
-    return sorted(out)
-
-
 def session(p, certs):
     with H.Pop3Client(p.port, certs.client_context()) as c:
         c.login("demo", "demo")
@@ -33,8 +18,7 @@ def session(p, certs):
 
 def test_two_workers_serve_and_ids_are_distinct(popsd, certs):
     p = popsd(extra=["workers 2"])
-    kids = H.wait_until(lambda: len(children(p.pid)) == 2 and children(p.pid), 10,
-                        "two workers")
+    kids = H.wait_children(p.pid, 2, what="two workers")
     for k in kids + [p.pid]:
         with open(f"/proc/{k}/status") as f:
             uids = [l for l in f if l.startswith("Uid:")][0].split()[1:]
@@ -49,10 +33,9 @@ def test_two_workers_serve_and_ids_are_distinct(popsd, certs):
 
 def test_worker_restarted_after_crash(popsd, certs):
     p = popsd(extra=["workers 2"])
-    kids = H.wait_until(lambda: len(children(p.pid)) == 2 and children(p.pid), 10,
-                        "two workers")
+    kids = H.wait_children(p.pid, 2, what="two workers")
     os.kill(kids[0], signal.SIGKILL)
-    H.wait_until(lambda: len(children(p.pid)) == 2 and kids[0] not in children(p.pid),
+    H.wait_until(lambda: len(H.children(p.pid)) == 2 and kids[0] not in H.children(p.pid),
                  10, "the master to start a new worker")
     assert re.search(r"worker \d \(pid \d+\) ended unexpectedly", p.log())
     for _ in range(4):
@@ -80,8 +63,7 @@ def test_resumption_across_workers(popsd, certs, tmp_path):
 
 def test_sighup_checked_by_master_sigterm_reaches_workers(popsd, certs):
     p = popsd(extra=["workers 2"])
-    kids = H.wait_until(lambda: len(children(p.pid)) == 2 and children(p.pid), 10,
-                        "two workers")
+    kids = H.wait_children(p.pid, 2, what="two workers")
     # The master tries the reload first (test_systemd.py has one that
     # works): here the files are root's, out of reach after the drop, so
     # it logs that once and does not bother the workers.
@@ -136,7 +118,7 @@ def test_limits_are_exact_across_workers(popsd, certs):
     rounds, so that connections land on both workers in various ways."""
     p = popsd(pop3=True, extra=["workers 2", "max-sessions-per-ip 3",
                                 "require-tls no"])
-    H.wait_until(lambda: len(children(p.pid)) == 2, 10, "two workers")
+    H.wait_children(p.pid, 2, what="two workers")
     done = 0
     for _ in range(8):
         held = hold_plain(p, 3)
@@ -150,7 +132,7 @@ def test_limits_are_exact_across_workers(popsd, certs):
 
 def test_max_sessions_exact_across_workers(popsd, certs):
     p = popsd(pop3=True, max_sessions=4, extra=["workers 2", "require-tls no"])
-    H.wait_until(lambda: len(children(p.pid)) == 2, 10, "two workers")
+    H.wait_children(p.pid, 2, what="two workers")
     before = 0
     for _ in range(6):
         held = hold_plain(p, 4)
@@ -167,15 +149,14 @@ def test_dead_workers_sessions_are_forgotten(popsd, certs):
     or its address would stay at the limit for good."""
     p = popsd(pop3=True, extra=["workers 2", "max-sessions-per-ip 2",
                                 "require-tls no"])
-    kids = H.wait_until(lambda: len(children(p.pid)) == 2 and children(p.pid), 10,
-                        "two workers")
+    kids = H.wait_children(p.pid, 2, what="two workers")
     held = hold_plain(p, 2)
     refused_plain(p, b"from your address")
     for k in kids:
         os.kill(k, signal.SIGKILL)
     close_all(held)
-    H.wait_until(lambda: len(children(p.pid)) == 2 and
-                 not set(kids) & set(children(p.pid)), 15, "two new workers")
+    H.wait_until(lambda: len(H.children(p.pid)) == 2 and
+                 not set(kids) & set(H.children(p.pid)), 15, "two new workers")
     held = hold_plain(p, 2)
     refused_plain(p, b"from your address")
     close_all(held)
@@ -186,8 +167,7 @@ def test_workers_end_when_the_master_is_killed(popsd, certs):
     and end, rather than linger, serve unsupervised and hold the port a
     new popsd must bind (PR_SET_PDEATHSIG)."""
     p = popsd(extra=["workers 2"])
-    kids = H.wait_until(lambda: len(children(p.pid)) == 2 and children(p.pid), 10,
-                        "two workers")
+    kids = H.wait_children(p.pid, 2, what="two workers")
     session(p, certs)
     p.expected_exit = True
     os.kill(p.pid, signal.SIGKILL)
