@@ -178,6 +178,22 @@ write_all(int fd, const unsigned char *p, size_t n)
 	return true;
 }
 
+/* fork_peer: fork a producer or consumer: its pid here, 0 in the child,
+ * which does not keep the relay's listening sockets. */
+static pid_t
+fork_peer(int lfd_a, int lfd_b)
+{
+	pid_t pid = fork();
+
+	if (pid < 0)
+		die("fork: %s", strerror(errno));
+	if (pid == 0) {
+		close(lfd_a);
+		close(lfd_b);
+	}
+	return pid;
+}
+
 /* The producer: BYTES into 127.0.0.1:PORT, then EOF. */
 static pid_t
 spawn_producer(uint16_t port, long long bytes, int lfd_a, int lfd_b)
@@ -187,13 +203,8 @@ spawn_producer(uint16_t port, long long bytes, int lfd_a, int lfd_b)
 	pid_t pid;
 	int fd;
 
-	if ((pid = fork()) != 0) {
-		if (pid < 0)
-			die("fork: %s", strerror(errno));
+	if ((pid = fork_peer(lfd_a, lfd_b)) != 0)
 		return pid;
-	}
-	close(lfd_a);
-	close(lfd_b);
 	for (n = 0; n < sizeof buf; n++)
 		buf[n] = (unsigned char)(n * 31 + 7);
 	fd = connect_to(port);
@@ -216,13 +227,8 @@ spawn_consumer(uint16_t port, int lfd_a, int lfd_b)
 	pid_t pid;
 	int fd;
 
-	if ((pid = fork()) != 0) {
-		if (pid < 0)
-			die("fork: %s", strerror(errno));
+	if ((pid = fork_peer(lfd_a, lfd_b)) != 0)
 		return pid;
-	}
-	close(lfd_a);
-	close(lfd_b);
 	fd = connect_to(port);
 	while ((n = read(fd, buf, sizeof buf)) != 0)
 		if (n < 0 && errno != EINTR)
