@@ -2,10 +2,13 @@
  * spawn.c — the privileged spawner behind "backend exec" (see spawn.h).
  *
  * Parent side: requests go out on a SOCK_SEQPACKET socketpair, one
- * fixed-size record each; replies come back in the same order with two
- * descriptors attached, and are matched to a FIFO of tickets.
- * Spawner side: a blocking loop over the channel and a signalfd for
- * SIGCHLD. It never parses anything but its own fixed-size records.
+ * fixed-size record each; replies come back with two descriptors
+ * attached, not necessarily in order (a pair that takes longer to make
+ * does not hold up the others), and are matched to tickets by session id.
+ * Spawner side: one poll over the channel, a signalfd for SIGCHLD and the
+ * loopback listener of lopair.c, nothing blocking; it exits as soon as
+ * the channel closes. It never parses anything but its own fixed-size
+ * records.
  */
 #include "spawn.h"
 
@@ -13,6 +16,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,15 +25,15 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <syslog.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <ev.h>
 
 #include "conf.h"
 #include "log.h"
+#include "lopair.h"
 #include "popsd.h"
 
 /* Children still running, for the exit log line: bounded by max-sessions
@@ -209,7 +213,10 @@ send_reply(int ctl, uint64_t id, pid_t pid, int conn, int errr, const char *why)
 		c->cmsg_len = CMSG_LEN(sizeof(fds));
 		memcpy(CMSG_DATA(c), fds, sizeof(fds));
 	}
-	if (sendmsg(ctl, &msg, MSG_NOSIGNAL) == -1)
+	/* Never wait for popsd: it reads replies as they come, and if it
+	 * does not, the session's start timeout ends it; the daemon sees
+	 * its connection close once our copies are closed. */
+	if (sendmsg(ctl, &msg, MSG_NOSIGNAL | MSG_DONTWAIT) == -1)
 		log_warn("spawner: sendmsg");
 }
 
@@ -217,108 +224,178 @@ send_reply(int ctl, uint64_t id, pid_t pid, int conn, int errr, const char *why)
  * The daemon's end of the connection is a loopback TCP socket, not a
  * socketpair: inetd gives daemons TCP sockets, and some look. solid-pop3d
  * calls getpeername() on stdin and, seeing AF_UNIX, binds [::]:110 and
- * goes standalone. The spawner keeps one listening socket on 127.0.0.1
- * for this and pairs each connect() with its own accept().
+ * goes standalone. lopair.c makes the pairs; nothing here blocks: a pair
+ * still being made waits in its slot while the loop goes on reaping and
+ * taking requests.
  */
-static int			 loop_fd = -1;
-static struct sockaddr_in	 loop_addr;
+#define PAIR_TIMEOUT_MS	5000
 
-static int
-loopback_listen(void)
+struct pending {
+	bool			used;
+	int64_t			deadline;	/* ms, CLOCK_MONOTONIC */
+	struct spawn_request	rq;
+};
+
+static struct lopair	*pairs;
+static struct pending	 pending[LOPAIR_MAX];
+static int		 npending;
+
+static int64_t
+now_ms(void)
 {
-	socklen_t len = sizeof(loop_addr);
+	struct timespec ts;
 
-	memset(&loop_addr, 0, sizeof(loop_addr));
-	loop_addr.sin_family = AF_INET;
-	loop_addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if ((loop_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1 ||
-	    bind(loop_fd, (struct sockaddr *)&loop_addr, sizeof(loop_addr)) ==
-	    -1 || listen(loop_fd, 64) == -1 ||
-	    getsockname(loop_fd, (struct sockaddr *)&loop_addr, &len) == -1)
-		return -1;
-	return 0;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* tcp_pair: sv[0] connected to sv[1] over loopback. Another local process
- * may connect to our port too: only the peer whose address is our own
- * connecting socket's is kept. 0 or -1. */
-static int
-tcp_pair(int sv[2])
-{
-	struct sockaddr_in mine, peer;
-	socklen_t len;
-	int c, a, tries;
-
-	if ((c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)
-		return -1;
-	len = sizeof(mine);
-	if (connect(c, (struct sockaddr *)&loop_addr, sizeof(loop_addr)) == -1 ||
-	    getsockname(c, (struct sockaddr *)&mine, &len) == -1) {
-		close(c);
-		return -1;
-	}
-	for (tries = 0; tries < 64; tries++) {
-		len = sizeof(peer);
-		if ((a = accept4(loop_fd, (struct sockaddr *)&peer, &len,
-		    SOCK_CLOEXEC)) == -1)
-			break;
-		if (peer.sin_port == mine.sin_port &&
-		    peer.sin_addr.s_addr == mine.sin_addr.s_addr) {
-			sv[0] = c;
-			sv[1] = a;
-			return 0;
-		}
-		close(a);	/* not ours */
-	}
-	close(c);
-	return -1;
-}
-
-/* spawn_one: connection pair + stderr pipe + fork/exec; reply either way. */
+/* spawn_one: stderr pipe + fork/exec for a finished pair; reply either
+ * way. Takes conn (ours) and peer (the daemon's end). */
 static void
-spawn_one(int ctl, char **argv, const struct spawn_request *rq)
+spawn_one(int ctl, char **argv, const struct spawn_request *rq, int conn,
+    int peer)
 {
-	int sv[2], ep[2], one = 1;
+	int ep[2];
 	pid_t pid;
 
-	if (tcp_pair(sv) == -1) {
-		send_reply(ctl, rq->id, -1, -1, -1, strerror(errno));
-		return;
-	}
-	/* Lock-step POP3 both ways: no Nagle delay on either end. */
-	(void)setsockopt(sv[0], IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	(void)setsockopt(sv[1], IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	if (pipe2(ep, O_CLOEXEC) == -1) {
 		send_reply(ctl, rq->id, -1, -1, -1, strerror(errno));
-		close(sv[0]);
-		close(sv[1]);
+		close(conn);
+		close(peer);
 		return;
 	}
 	if ((pid = fork()) == 0)
-		exec_child(argv, &rq->env, sv[1], ep[1]);
-	close(sv[1]);
+		exec_child(argv, &rq->env, peer, ep[1]);
+	close(peer);
 	close(ep[1]);
 	if (pid == -1)
 		send_reply(ctl, rq->id, -1, -1, -1, strerror(errno));
 	else {
 		track(pid, rq->id);
-		send_reply(ctl, rq->id, pid, sv[0], ep[0], NULL);
+		send_reply(ctl, rq->id, pid, conn, ep[0], NULL);
 	}
-	close(sv[0]);
+	close(conn);
 	close(ep[0]);
 }
 
+/* start_request: a pair for rq; the spawn follows once it is made. */
+static void
+start_request(int ctl, const struct spawn_request *rq)
+{
+	int slot;
+
+	if ((slot = lopair_connect(pairs)) == -1) {
+		send_reply(ctl, rq->id, -1, -1, -1, strerror(errno));
+		return;
+	}
+	pending[slot].used = true;
+	pending[slot].deadline = now_ms() + PAIR_TIMEOUT_MS;
+	pending[slot].rq = *rq;
+	npending++;
+}
+
+static void
+finish_pairs(int ctl, char **argv)
+{
+	int slot, conn, peer;
+
+	/* Also with none pending: a leftover of a cancel must not keep the
+	 * listener readable. */
+	while (lopair_accept(pairs, &slot, &conn, &peer) == 1) {
+		pending[slot].used = false;
+		npending--;
+		spawn_one(ctl, argv, &pending[slot].rq, conn, peer);
+	}
+}
+
+/* expire_pairs: give up on pairs past their deadline; returns the poll
+ * timeout until the next one (-1: none in flight). */
+static int
+expire_pairs(int ctl)
+{
+	int64_t now = now_ms(), next = -1;
+	int i;
+
+	for (i = 0; i < LOPAIR_MAX; i++) {
+		if (!pending[i].used)
+			continue;
+		if (pending[i].deadline <= now) {
+			lopair_cancel(pairs, i);
+			pending[i].used = false;
+			npending--;
+			send_reply(ctl, pending[i].rq.id, -1, -1, -1,
+			    "no connection to the daemon's socket in time");
+		} else if (next == -1 || pending[i].deadline - now < next)
+			next = pending[i].deadline - now;
+	}
+	return (int)next;
+}
+
+/* take_request: one request off the channel and its pair started.
+ * Returns 1 when one was taken, 0 when none is waiting, -1 once the
+ * channel is closed (popsd is gone). */
+static int
+take_request(int ctl)
+{
+	struct spawn_request rq;
+	ssize_t n;
+
+	n = recv(ctl, &rq, sizeof(rq), MSG_DONTWAIT);
+	if (n == -1)
+		return errno == EAGAIN || errno == EWOULDBLOCK ||
+		    errno == EINTR ? 0 : -1;
+	if (n == 0)
+		return -1;
+	if (n != (ssize_t)sizeof(rq))
+		return 1;	/* not one of ours: ignore */
+	rq.env.remote_ip[sizeof(rq.env.remote_ip) - 1] = '\0';
+	rq.env.remote_port[sizeof(rq.env.remote_port) - 1] = '\0';
+	rq.env.local_ip[sizeof(rq.env.local_ip) - 1] = '\0';
+	rq.env.local_port[sizeof(rq.env.local_port) - 1] = '\0';
+	rq.env.ssl_protocol[sizeof(rq.env.ssl_protocol) - 1] = '\0';
+	rq.env.ssl_cipher[sizeof(rq.env.ssl_cipher) - 1] = '\0';
+	start_request(ctl, &rq);
+	return 1;
+}
+
+/*
+ * spawner_exit: popsd is gone (killed, crashed, or stopped). The daemons
+ * still running are not signalled: popsd's ends of their connections
+ * closed with it, so each sees its client hang up and ends as it would
+ * under inetd, finishing what it was doing (a QUIT's deletions, say).
+ * Whoever reaps orphans reaps them.
+ */
+static void __attribute__((noreturn))
+spawner_exit(void)
+{
+	int i, left = 0;
+
+	for (i = 0; i < SPAWN_TRACK_MAX; i++)
+		if (tracked[i].pid != 0)
+			left++;
+	log_info("spawner exiting with popsd; %d daemon(s) still running "
+	    "are left to end with their connections", left);
+	_exit(0);
+}
+
+/*
+ * spawner_main: one poll over the channel, SIGCHLD and the pair listener,
+ * never blocking anywhere else. The channel is polled even when no more
+ * requests can be taken (every pair slot busy) so that its closing is
+ * seen at once: this, not PR_SET_PDEATHSIG, is what ends the spawner with
+ * popsd. (The kernel checks a parent-death signal against the dying
+ * parent's credentials, and popsd has dropped root by then, so the signal
+ * to this root process would never come.)
+ */
 static void __attribute__((noreturn))
 spawner_main(int ctl, char **argv)
 {
-	struct spawn_request rq;
-	struct pollfd pfd[2];
+	struct pollfd pfd[3];
 	sigset_t chld;
-	ssize_t n;
-	int sfd;
+	int sfd, timeout, i, rv;
 
 	(void)prctl(PR_SET_NAME, "popsd-spawner");
-	if (loopback_listen() == -1)
+	if ((pairs = lopair_new()) == NULL)
 		fatal("spawner: loopback listener");
 	signal(SIGTERM, SIG_DFL);
 	signal(SIGINT, SIG_IGN);
@@ -329,12 +406,20 @@ spawner_main(int ctl, char **argv)
 	if ((sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK)) == -1)
 		fatal("spawner: signalfd");
 	pfd[0].fd = ctl;
-	pfd[0].events = POLLIN;
 	pfd[1].fd = sfd;
 	pfd[1].events = POLLIN;
+	pfd[2].fd = lopair_fd(pairs);
+	pfd[2].events = POLLIN;
 	for (;;) {
-		if (poll(pfd, 2, -1) == -1 && errno != EINTR)
+		timeout = expire_pairs(ctl);
+		pfd[0].events = npending < LOPAIR_MAX ? POLLIN : 0;
+		if (poll(pfd, 3, timeout) == -1) {
+			if (errno == EINTR)
+				continue;
 			fatal("spawner: poll");
+		}
+		if (pfd[0].revents & (POLLHUP | POLLERR | POLLNVAL))
+			spawner_exit();
 		if (pfd[1].revents & POLLIN) {
 			struct signalfd_siginfo si;
 
@@ -342,20 +427,14 @@ spawner_main(int ctl, char **argv)
 				;
 			reap_children(argv[0]);
 		}
-		if (!(pfd[0].revents & (POLLIN | POLLHUP | POLLERR)))
-			continue;
-		n = recv(ctl, &rq, sizeof(rq), 0);
-		if (n == 0 || (n == -1 && errno != EINTR && errno != EAGAIN))
-			_exit(0);	/* the daemon is gone */
-		if (n != (ssize_t)sizeof(rq))
-			continue;	/* not one of ours: ignore */
-		rq.env.remote_ip[sizeof(rq.env.remote_ip) - 1] = '\0';
-		rq.env.remote_port[sizeof(rq.env.remote_port) - 1] = '\0';
-		rq.env.local_ip[sizeof(rq.env.local_ip) - 1] = '\0';
-		rq.env.local_port[sizeof(rq.env.local_port) - 1] = '\0';
-		rq.env.ssl_protocol[sizeof(rq.env.ssl_protocol) - 1] = '\0';
-		rq.env.ssl_cipher[sizeof(rq.env.ssl_cipher) - 1] = '\0';
-		spawn_one(ctl, argv, &rq);
+		/* A few at a time, so that pairs and children get their
+		 * turn under a burst. */
+		for (i = 0; i < LOPAIR_MAX && npending < LOPAIR_MAX &&
+		    (pfd[0].revents & POLLIN) && (rv = take_request(ctl)) != 0;
+		    i++)
+			if (rv == -1)
+				spawner_exit();
+		finish_pairs(ctl, argv);
 	}
 }
 
@@ -375,19 +454,17 @@ static void
 finish_ticket(struct spawner *sp, const struct spawn_reply *rep, int conn,
     int errr)
 {
-	struct spawn_ticket *t = TAILQ_FIRST(&sp->pending);
+	struct spawn_ticket *t;
 
-	if (t == NULL || t->id != rep->id) {
-		log_warnx("spawner: reply for session %llu out of order",
+	TAILQ_FOREACH(t, &sp->pending, entry)
+		if (t->id == rep->id)
+			break;
+	if (t == NULL)
+		log_warnx("spawner: reply for unknown session %llu",
 		    (unsigned long long)rep->id);
-		if (conn != -1)
-			close(conn);
-		if (errr != -1)
-			close(errr);
-		return;
-	}
-	TAILQ_REMOVE(&sp->pending, t, entry);
-	if (t->done == NULL) {
+	else
+		TAILQ_REMOVE(&sp->pending, t, entry);
+	if (t == NULL || t->done == NULL) {
 		if (conn != -1)
 			close(conn);
 		if (errr != -1)
@@ -509,17 +586,15 @@ spawner_start(struct popsd *d, const struct conf_backend *b)
 		goto fail;
 	}
 	if (pid == 0) {
-		pid_t parent = getppid();
-
 		/* Keep only the channel (as fd 3) and stdio: no listening
-		 * sockets, no event loop, no notify socket. */
+		 * sockets, no event loop, no notify socket. No parent-death
+		 * signal either (see spawner_main): if popsd is already gone,
+		 * the channel is closed and the first poll says so. */
 		if (dup2(sv[1], 3) == -1)
 			_exit(1);
 		closefrom(4);
 		closelog();
 		forget_secrets(d);
-		if (prctl(PR_SET_PDEATHSIG, SIGTERM) == -1 || getppid() != parent)
-			_exit(0);
 		spawner_main(3, (char **)b->argv);
 	}
 	close(sv[1]);

@@ -9,9 +9,12 @@
  * fixed-size requests ("start one for session N with this environment")
  * from the unprivileged daemon over a socketpair; it answers with the
  * session's end of a new loopback TCP connection (the daemon has the
- * other end on stdin/stdout, a TCP socket as under inetd) and the read
- * end of the daemon's stderr pipe (SCM_RIGHTS). It reaps children and
- * logs how they ended.
+ * other end on stdin/stdout, a TCP socket as under inetd; lopair.c makes
+ * it so that no other local user can get in) and the read end of the
+ * daemon's stderr pipe (SCM_RIGHTS). It reaps children and logs how they
+ * ended. It never blocks, and exits as soon as the socketpair closes,
+ * whatever ended popsd, leaving running daemons to end with their
+ * connections.
  */
 #ifndef POPSD_SPAWN_H
 #define POPSD_SPAWN_H
@@ -46,7 +49,8 @@ typedef void spawn_done_fn(void *arg, int conn_fd, int err_fd, pid_t pid,
 int	spawner_start(struct popsd *d, const struct conf_backend *b);
 
 /* spawner_request: ask for a daemon for session id; done(arg, ...) runs
- * from the event loop later (or never, after spawner_cancel). Returns a
+ * from the event loop later (or never, after spawner_cancel); replies to
+ * several requests may come in any order. Returns a
  * ticket, or NULL when the spawner cannot take the request (gone, or
  * too busy): the caller treats that as backend unavailable. */
 struct spawn_ticket *spawner_request(struct popsd *d, uint64_t id,
@@ -59,7 +63,8 @@ void	spawner_cancel(struct spawn_ticket *t);
  * (A reload cannot change it: the spawner never takes commands later.) */
 int	spawner_argv_matches(const struct popsd *d, const struct conf_backend *b);
 
-/* spawner_stop: close the channel; the spawner exits once it sees EOF. */
+/* spawner_stop: close the channel; the spawner exits as soon as it sees
+ * it closed (as it does when popsd dies, SIGKILL included). */
 void	spawner_stop(struct popsd *d);
 
 #endif
