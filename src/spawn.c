@@ -459,12 +459,11 @@ finish_ticket(struct spawner *sp, const struct spawn_reply *rep, int conn,
 	TAILQ_FOREACH(t, &sp->pending, entry)
 		if (t->id == rep->id)
 			break;
-	if (t == NULL)
-		log_warnx("spawner: reply for unknown session %llu",
-		    (unsigned long long)rep->id);
-	else
+	/* No ticket: the session was cancelled (it ended first), so what
+	 * the reply carries is closed unused. */
+	if (t != NULL)
 		TAILQ_REMOVE(&sp->pending, t, entry);
-	if (t == NULL || t->done == NULL) {
+	if (t == NULL) {
 		if (conn != -1)
 			close(conn);
 		if (errr != -1)
@@ -645,11 +644,19 @@ spawner_request(struct popsd *d, uint64_t id, const struct spawn_env *env,
 	return t;
 }
 
+/* The ticket is freed now, not when the reply comes: a reply the spawner
+ * could not send would otherwise leave it pending for good. A late reply
+ * finds no ticket and its descriptors are closed (finish_ticket). */
 void
 spawner_cancel(struct spawn_ticket *t)
 {
-	if (t != NULL)
-		t->done = NULL;
+	struct spawner *sp = the_spawner;
+
+	if (t == NULL)
+		return;
+	if (sp != NULL)
+		TAILQ_REMOVE(&sp->pending, t, entry);
+	free(t);
 }
 
 int
