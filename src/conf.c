@@ -689,13 +689,16 @@ do_require_tls(struct parser *p, int argc, char **argv)
 	char q[128];
 
 	(void)argc;
+	/* warn: logins go through as with "no", each one logged and
+	 * counted (metrics), so that admins see who would break. */
+	p->c->require_tls_warn = strcmp(argv[0], "warn") == 0;
 	if (strcmp(argv[0], "yes") == 0)
 		p->c->require_tls = true;
-	else if (strcmp(argv[0], "no") == 0)
+	else if (strcmp(argv[0], "no") == 0 || p->c->require_tls_warn)
 		p->c->require_tls = false;
 	else {
-		perr(p, "require-tls: expected \"yes\" or \"no\", not \"%s\"",
-		    clean(q, sizeof(q), argv[0]));
+		perr(p, "require-tls: expected \"yes\", \"no\" or \"warn\", "
+		    "not \"%s\"", clean(q, sizeof(q), argv[0]));
 		return -1;
 	}
 	return 0;
@@ -800,6 +803,31 @@ do_workers(struct parser *p, int argc, char **argv)
 		return -1;
 	}
 	p->workers_line = p->line;
+	return 0;
+}
+
+/* metrics-listen ADDRESS:PORT: the HTTP endpoint for /metrics. */
+static int
+do_metrics_listen(struct parser *p, int argc, char **argv)
+{
+	struct conf *c = p->c;
+	char q[128];
+
+	(void)argc;
+	if (c->have_metrics) {
+		perr(p, "metrics-listen: given twice (first on line %d)",
+		    c->metrics_listen.line);
+		return -1;
+	}
+	if (listen_addr(argv[0], &c->metrics_listen) == -1) {
+		perr(p, "metrics-listen: bad address \"%s\" (expected "
+		    "IPV4:PORT, [IPV6]:PORT or *:PORT with a numeric address)",
+		    clean(q, sizeof(q), argv[0]));
+		return -1;
+	}
+	copy(c->metrics_listen.text, sizeof(c->metrics_listen.text), argv[0]);
+	c->metrics_listen.line = p->line;
+	c->have_metrics = true;
 	return 0;
 }
 
@@ -1072,7 +1100,9 @@ static const struct directive directives[] = {
 	{ "workers", 1, 1, "workers N|auto", do_workers },
 	{ "max-sessions-per-ip", 1, 1, "max-sessions-per-ip N",
 	    do_max_sessions_per_ip },
-	{ "require-tls", 1, 1, "require-tls yes|no", do_require_tls },
+	{ "require-tls", 1, 1, "require-tls yes|no|warn", do_require_tls },
+	{ "metrics-listen", 1, 1, "metrics-listen ADDRESS:PORT",
+	    do_metrics_listen },
 	{ "plaintext-allow", 1, CONF_MAX_CIDR, "plaintext-allow CIDR...",
 	    do_plaintext_allow },
 	{ "max-auth-errors", 1, 1, "max-auth-errors N", do_max_auth_errors },
@@ -1244,6 +1274,7 @@ check_complete(struct parser *p)
 {
 	struct conf *c = p->c;
 	char q[256];
+	int i;
 
 	if (p->cert_line != 0) {
 		p->line = p->cert_line;
@@ -1282,6 +1313,17 @@ check_complete(struct parser *p)
 		    "exec\" (the daemon gets the client address in "
 		    "TCPREMOTEIP)");
 		return -1;
+	}
+	for (i = 0; c->have_metrics && i < c->nlistens; i++) {
+		if (c->listens[i].addrlen == c->metrics_listen.addrlen &&
+		    memcmp(&c->listens[i].addr, &c->metrics_listen.addr,
+		    c->listens[i].addrlen) == 0) {
+			p->line = c->metrics_listen.line;
+			perr(p, "metrics-listen: \"%s\" is also a listen "
+			    "address (line %d)", c->metrics_listen.text,
+			    c->listens[i].line);
+			return -1;
+		}
 	}
 	p->line = 0;
 	if (c->nlistens == 0)

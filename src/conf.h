@@ -114,8 +114,14 @@ struct conf {
 	int	workers_configured;	/* as written: 0 for auto */
 	int	max_sessions_per_ip;	/* 0 (default): no per-address cap */
 
+	/* metrics-listen: the Prometheus scrape endpoint (off by default). */
+	struct conf_listen	metrics_listen;
+	bool			have_metrics;
+
 	/* Authorization-phase policy (STLS issue). */
 	bool			require_tls;	/* default true */
+	bool			require_tls_warn; /* "warn": require_tls is
+						 * false; log plaintext logins */
 	struct conf_cidr	plaintext_allow[CONF_MAX_CIDR];
 	int			nplaintext_allow;
 	/* accept-proxy-protocol: peers whose PROXY header is believed. */

@@ -16,6 +16,7 @@
 
 #include "log.h"
 #include "ledger.h"
+#include "metrics.h"
 #include "popsd.h"
 #include "sd.h"
 #include "session.h"
@@ -241,6 +242,7 @@ turn_away(struct listener *l, int fd, const struct sockaddr *sa,
 	if (sa->sa_family == AF_INET || sa->sa_family == AF_INET6)
 		(void)getnameinfo(sa, salen, host, sizeof(host), NULL, 0,
 		    NI_NUMERICHOST);
+	metrics_count(metrics_limit(reason), 1);
 	log_warnx("refused client=%s listener=%s reason=%s sessions=%u limit=%d",
 	    host, listen_kind_name(l->kind), reason, count, limit);
 }
@@ -315,6 +317,7 @@ popsd_peer_admit(struct popsd *d, const struct sockaddr *sa)
 	    &n);
 	if (r == 0)
 		return 0;
+	metrics_count(r == -1 ? M_LIMIT_PER_IP : M_LIMIT_TABLE_FULL, 1);
 	(void)getnameinfo(sa, sa->sa_family == AF_INET ?
 	    sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6),
 	    host, sizeof(host), NULL, 0, NI_NUMERICHOST);

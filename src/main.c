@@ -38,6 +38,9 @@
 #include "listener.h"
 #include "log.h"
 #include "ledger.h"
+#include "certtime.h"
+#include "metrics.h"
+#include "metrics_http.h"
 #include "popsd.h"
 #include "privdrop.h"
 #include "spawn.h"
@@ -62,7 +65,7 @@ struct options {
 
 static struct popsd	 daemon_state;
 static struct privdrop	 privs;
-static ev_signal	 sig_term, sig_int, sig_hup;
+static ev_signal	 sig_term, sig_int, sig_hup, sig_usr1;
 static ev_timer		 watchdog_timer, status_timer;
 static ev_timer		 ticket_timer;	/* session ticket key rotation */
 static bool		 is_worker;	/* one of "workers N" */
@@ -85,7 +88,8 @@ usage(int status)
 	    "  -n       check the configuration and exit\n"
 	    "  -v       more verbose logging (repeatable)\n"
 	    "signals: HUP reloads configuration and certificates, "
-	    "TERM/INT drain and exit\n"
+	    "TERM/INT drain and exit,\n"
+	    "USR1 logs the figures metrics-listen serves\n"
 	    "systemd: sockets passed by socket activation and named "
 	    "FileDescriptorName=pop3s,\n"
 	    "pop3 or tls are served like listen lines; NOTIFY_SOCKET "
@@ -110,6 +114,38 @@ load(const char *path, struct tls_server **ts, struct ticket_keys *tk,
 		return NULL;
 	}
 	return c;
+}
+
+/* note_certificates: each loaded certificate's expiry, for the
+ * popsd_certificate_expiry_seconds gauge. One that cannot be read is
+ * left out, with a log line (libtls accepted it, so this is unusual). */
+static void
+note_certificates(const struct conf *c)
+{
+	const struct conf_keypair *kp;
+	int64_t t;
+	int i, n = 0;
+
+	for (i = 0; i < c->nkeypairs && n < METRICS_CERTS_MAX; i++) {
+		kp = &c->keypairs[i];
+		if (cert_pem_not_after(kp->cert, kp->cert_len, &t) == -1) {
+			log_warnx("certificate %s: cannot read its expiry date "
+			    "(no popsd_certificate_expiry_seconds for it)",
+			    kp->cert_path);
+			continue;
+		}
+		metrics_set_cert(n++, kp->cert_path, t);
+	}
+	metrics_set_ncerts(n);
+}
+
+/* count_reload: a reload's outcome, counted once for the daemon: by the
+ * master of workers (which tries it first), not again by each worker. */
+static void
+count_reload(bool ok)
+{
+	if (!is_worker)
+		metrics_count(ok ? M_RELOADS : M_RELOAD_FAILURES, 1);
 }
 
 /* status_text: the short summary systemd shows in "systemctl status". */
@@ -245,6 +281,8 @@ terminate_cb(struct ev_loop *loop, ev_signal *w, int revents)
 	for (i = 0; i < d->nlisteners; i++)
 		listener_free(d->listeners[i]);
 	d->nlisteners = 0;
+	metrics_http_free(d->metrics_http);	/* its port too is let go */
+	d->metrics_http = NULL;
 	ev_timer_stop(loop, &d->accept_resume);
 	log_info("signal %d: stopped accepting, draining %u sessions "
 	    "(up to %.0fs)", w->signum, d->nsessions, d->conf->timeout_drain);
@@ -300,6 +338,10 @@ warn_restart_needed(const struct popsd *d, const struct conf *c)
 	if (!same_privileges(d->conf, c))
 		log_warnx("reload: user, group or chroot changed; restart "
 		    "popsd to apply them (keeping the current ones)");
+	if (c->have_metrics != d->conf->have_metrics || (c->have_metrics &&
+	    strcmp(c->metrics_listen.text, d->conf->metrics_listen.text) != 0))
+		log_warnx("reload: metrics-listen changed; restart popsd to "
+		    "apply it (keeping the current socket)");
 	if (c->workers_configured != d->conf->workers_configured)
 		log_warnx("reload: workers changed; restart popsd to apply it "
 		    "(keeping %d)", d->conf->workers);
@@ -323,6 +365,7 @@ reload(struct popsd *d)
 	    sizeof(err))) == NULL) {
 		log_warnx("reload failed, keeping the running configuration: %s",
 		    err);
+		count_reload(false);
 		return -1;
 	}
 	if (!spawner_argv_matches(d, &c->backend) &&
@@ -335,6 +378,7 @@ reload(struct popsd *d)
 		    "restart", c->path);
 		tls_server_unref(ts);
 		conf_unref(c);
+		count_reload(false);
 		return -1;
 	}
 	/* Said once: by the master of workers, which reloaded first. */
@@ -344,6 +388,8 @@ reload(struct popsd *d)
 	tls_server_unref(d->tls_server);
 	d->conf = c;
 	d->tls_server = ts;
+	note_certificates(c);
+	count_reload(true);
 	schedule_rotation(d);
 	log_info("reloaded %s: new sessions use the new configuration and "
 	    "certificates", c->path);
@@ -364,6 +410,7 @@ reload_cb(struct ev_loop *loop, ev_signal *w, int revents)
 		    "changes", privs.chroot_dir, d->conf->path);
 		sd_notify_send("STATUS=reload refused under chroot; %s",
 		    status_text(d));
+		count_reload(false);
 		return;
 	}
 	sd_notify_send("RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading",
@@ -389,6 +436,7 @@ reload_check(struct popsd *d)
 		log_warnx("reload refused: popsd is chrooted to %s, where %s "
 		    "and the keys are out of reach; restart popsd to apply "
 		    "changes", privs.chroot_dir, d->conf->path);
+		count_reload(false);
 		return RELOAD_REFUSED;
 	}
 	return reload(d) == 0 ? RELOAD_OK : RELOAD_FAILED;
@@ -456,6 +504,20 @@ setup_listeners(struct popsd *d)
 			fatalx("cannot listen on %s, exiting", cl->text);
 		d->listeners[d->nlisteners++] = l;
 	}
+	if (d->conf->have_metrics && (d->metrics_http = metrics_http_bind(
+	    d->loop, &d->conf->metrics_listen)) == NULL)
+		fatalx("cannot listen on metrics-listen %s, exiting",
+		    d->conf->metrics_listen.text);
+}
+
+/* SIGUSR1: every figure metrics-listen would serve, to the log. */
+static void
+usr1_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	(void)loop;
+	(void)w;
+	(void)revents;
+	metrics_log();
 }
 
 static void
@@ -469,6 +531,10 @@ setup_signals(struct popsd *d)
 	ev_signal_start(d->loop, &sig_term);
 	ev_signal_start(d->loop, &sig_int);
 	ev_signal_start(d->loop, &sig_hup);
+	ev_signal_init(&sig_usr1, usr1_cb, SIGUSR1);
+	ev_signal_start(d->loop, &sig_usr1);
+	/* Not a reference: it must not keep an ending loop alive. */
+	ev_unref(d->loop);
 }
 
 static void
@@ -503,6 +569,7 @@ serve(struct popsd *d)
 		    listen_kind_name(listener_kind(d->listeners[i])),
 		    listener_text(d->listeners[i]));
 	}
+	metrics_http_start(d->metrics_http, d->nworkers > 1);
 	log_info("popsd ready: %d listeners, backend %s, max-sessions %d",
 	    d->nlisteners, d->conf->backend.text, d->conf->max_sessions);
 	schedule_rotation(d);
@@ -542,6 +609,7 @@ teardown(struct popsd *d, bool inetd)
 	for (i = 0; i < d->nlisteners; i++)
 		listener_free(d->listeners[i]);
 	free(d->listeners);
+	metrics_http_free(d->metrics_http);
 	tls_server_unref(d->tls_server);
 	conf_unref(d->conf);
 	ledger_free(d->ledger);
@@ -662,7 +730,10 @@ startup(struct popsd *d, const struct options *o)
 	sd_notify_open();
 	if ((d->loop = ev_default_loop(EVFLAG_AUTO)) == NULL)
 		fatalx("cannot initialise the event loop");
-	/* Before the workers are forked: they share it. */
+	/* Before the workers are forked: they share them. */
+	if (metrics_init(o->inetd ? 1 : d->conf->workers) == -1)
+		fatal("cannot map the metrics");
+	note_certificates(d->conf);
 	if ((d->ledger = ledger_new(o->inetd ? 1 : d->conf->workers,
 	    (unsigned)d->conf->max_sessions)) == NULL)
 		fatalx("cannot allocate the session ledger");

@@ -129,6 +129,8 @@ struct pop3 {
 	enum sasl_mech		mech;
 	bool			sasl_name_next;	/* next SASL data carries the name */
 	int			errors;
+	int			login_failures;	/* of errors: backend -ERR */
+	int			shield_rejections; /* of errors: malformed */
 	const char		*close_reason;
 	char			user[USER_MAX];
 };
@@ -394,6 +396,7 @@ count_error(struct pop3 *p, const char *reply, const char *what)
 static void
 shield_error(struct pop3 *p, const char *reply)
 {
+	p->shield_rejections++;
 	count_error(p, reply, reply != NULL ? "command" : "sasl response");
 }
 
@@ -824,6 +827,7 @@ login_line(struct pop3 *p, const uint8_t *s, size_t n, struct buf *to_client,
 		 * free password-guessing channel to the legacy daemon. */
 		dequeue(p);
 		auth_over(p);
+		p->login_failures++;
 		count_error(p, NULL, "failed login");
 	}
 	return B_DONE;
@@ -1144,4 +1148,16 @@ int
 pop3_errors(const struct pop3 *p)
 {
 	return p->errors;
+}
+
+int
+pop3_login_failures(const struct pop3 *p)
+{
+	return p->login_failures;
+}
+
+int
+pop3_shield_rejections(const struct pop3 *p)
+{
+	return p->shield_rejections;
 }

@@ -97,5 +97,9 @@ bool	    pop3_auth_refused(const struct pop3 *p);	/* refused for lack of TLS */
 const char *pop3_user(const struct pop3 *p);	/* sanitized USER/AUTH name, "" if none */
 const char *pop3_close_reason(const struct pop3 *p);	/* NULL unless POP3_EV_CLOSE */
 int	    pop3_errors(const struct pop3 *p);
+/* Running counts for metrics and fail2ban's log lines: logins the backend
+ * refused, and malformed lines the shield refused. */
+int	    pop3_login_failures(const struct pop3 *p);
+int	    pop3_shield_rejections(const struct pop3 *p);
 
 #endif

@@ -23,6 +23,7 @@ struct tls_server;
 struct session;
 struct listener;
 struct ledger;
+struct metrics_http;
 
 TAILQ_HEAD(session_list, session);
 
@@ -43,6 +44,7 @@ struct popsd {
 	int			 nworkers;	/* 1 when not forked */
 	struct listener		**listeners;
 	int			 nlisteners;
+	struct metrics_http	*metrics_http;	/* metrics-listen, or NULL */
 	bool			 accept_paused;	/* EMFILE/ENFILE back-off */
 	ev_timer		 accept_resume;
 	bool			 draining;	/* SIGTERM: no new sessions */

@@ -140,6 +140,7 @@ mediate(struct session *s, bool client_ended, bool backend_ended)
 		if (client_ended)
 			ev |= pop3_client_eof(s->pop3, &s->to_client);
 	}
+	session_pop3_events(s, ev);
 	if (ev)
 		mediate_events(s, ev);
 }

@@ -38,6 +38,7 @@
 #include "backend.h"
 #include "buf.h"
 #include "log.h"
+#include "metrics.h"
 #include "pop3.h"
 #include "spawn.h"
 #include "tlsconf.h"
@@ -156,6 +157,72 @@ session_capture_pop3(struct session *s)
 		snprintf(s->user, sizeof(s->user), "%s", pop3_user(s->pop3));
 }
 
+/* count_login: a login went through; by transport. Under "require-tls
+ * warn" a plaintext login is logged, so admins see who would break. */
+static void
+count_login(struct session *s)
+{
+	const struct conf *c = s->conf;
+
+	if (s->client.io.tls != NULL)
+		metrics_count(M_LOGINS_TLS, 1);
+	else if (!c->require_tls_warn || (s->peerlen > 0 &&
+	    conf_cidr_match(c->plaintext_allow, c->nplaintext_allow,
+	    (struct sockaddr *)&s->peer)))
+		metrics_count(M_LOGINS_PLAIN_ALLOWED, 1);
+	else {
+		metrics_count(M_LOGINS_PLAIN_WARNED, 1);
+		log_warnx("session=%llu client=%s port=%s listener=%s "
+		    "event=plaintext-login user=\"%s\"",
+		    (unsigned long long)s->id, s->peer_addr, s->peer_port,
+		    listen_kind_name(s->kind), pop3_user(s->pop3));
+	}
+}
+
+/*
+ * session_pop3_events: what the mediator saw since the last call, made
+ * counts and log lines: one line per failed login and per shield
+ * rejection, with the client address (what fail2ban matches; the user
+ * name is sanitized and never a password), and the login itself when ev
+ * says it went through. Called after every mediator call.
+ */
+void
+session_pop3_events(struct session *s, int ev)
+{
+	const struct pop3 *p = s->pop3;
+
+	if (p == NULL)
+		return;
+	for (; s->failures_seen < pop3_login_failures(p); s->failures_seen++) {
+		metrics_count(M_LOGIN_FAILURES, 1);
+		log_warnx("session=%llu client=%s port=%s event=auth-failed "
+		    "user=\"%s\"", (unsigned long long)s->id, s->peer_addr,
+		    s->peer_port, pop3_user(p)[0] ? pop3_user(p) : "-");
+	}
+	for (; s->shield_seen < pop3_shield_rejections(p); s->shield_seen++) {
+		metrics_count(M_SHIELD_REJECTIONS, 1);
+		log_warnx("session=%llu client=%s port=%s "
+		    "event=shield-rejected", (unsigned long long)s->id,
+		    s->peer_addr, s->peer_port);
+	}
+	if (pop3_auth_refused(p) && !s->refused_seen) {
+		s->refused_seen = true;
+		metrics_count(M_PLAIN_REFUSED, 1);
+	}
+	if (ev & POP3_EV_SPLICE)
+		count_login(s);
+}
+
+/* count_close: a session's figures once it ends; a handshake it was in
+ * the middle of failed. */
+static void
+count_close(struct session *s, const char *reason)
+{
+	if (s->phase == PH_HANDSHAKE || s->phase == PH_STLS_HANDSHAKE)
+		metrics_count(metrics_tls_failure(reason, s->client.io.err), 1);
+	metrics_session_closed(s->client.bytes_read, s->client.bytes_written);
+}
+
 static void
 log_summary(struct session *s, const char *reason)
 {
@@ -198,6 +265,7 @@ session_close(struct session *s, const char *reason)
 	if (s->peer_counted)
 		popsd_peer_closed(d, s->peer_addr);
 	popsd_session_closed(d);	/* at most asks the loop to end */
+	count_close(s, reason);
 	log_summary(s, reason);
 	ev_io_stop(d->loop, &s->client.w);
 	ev_io_stop(d->loop, &s->backend.w);
@@ -296,6 +364,7 @@ session_backend_unavailable(struct session *s, const char *err)
 	snprintf(s->detail, sizeof(s->detail), "backend %.128s: %.128s",
 	    s->conf->backend.text, err);
 	log_warnx("session=%llu %s", (unsigned long long)s->id, s->detail);
+	metrics_count(M_BACKEND_FAILURES, 1);
 	session_refuse(s, "backend-unavailable",
 	    "mail service temporarily unavailable");
 }
@@ -393,6 +462,8 @@ step_handshake(struct session *s)
 		return false;
 	}
 	capture_tls_facts(s);
+	metrics_tls_established(s->tls_version, tls_conn_session_resumed(
+	    s->client.io.tls) == 1, s->phase == PH_STLS_HANDSHAKE);
 	if (s->phase == PH_HANDSHAKE) {
 		start_connect(s);
 		return true;
@@ -598,6 +669,7 @@ timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 		    s->phase == PH_SPAWN ? "start" : "connect");
 		log_warnx("session=%llu %s", (unsigned long long)s->id,
 		    s->detail);
+		metrics_count(M_BACKEND_FAILURES, 1);
 		spawner_cancel(s->spawn);
 		s->spawn = NULL;
 		ev_io_stop(loop, &s->backend.w);
@@ -685,6 +757,7 @@ session_new(struct popsd *d, enum listen_kind kind, int fd)
 	s->timer.data = s;
 	TAILQ_INSERT_TAIL(&d->sessions, s, entry);
 	d->nsessions++;
+	metrics_session_opened(kind);
 	return s;
 }
 

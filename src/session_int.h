@@ -95,6 +95,9 @@ struct session {
 	bool			 logged_in;	/* switched to splice */
 	bool			 stls_used;
 	bool			 auth_refused;
+	bool			 refused_seen;	/* counted (metrics) */
+	int			 failures_seen;	/* login failures logged */
+	int			 shield_seen;	/* shield rejections logged */
 	char			 user[64];
 	const char		*first_eof;	/* which side ended first */
 
@@ -136,6 +139,7 @@ void	session_refuse(struct session *s, const char *reason, const char *text);
 void	session_note_detail(struct session *s, const char *who,
 	    const struct xio *x);
 void	session_capture_pop3(struct session *s);
+void	session_pop3_events(struct session *s, int ev);
 void	session_backend_unavailable(struct session *s, const char *err);
 void	session_backend_ready(struct session *s);
 void	session_numeric_host(const struct sockaddr_storage *ss, socklen_t len,

@@ -15,6 +15,7 @@
 #include "conf.h"
 #include "ledger.h"
 #include "log.h"
+#include "metrics.h"
 #include "popsd.h"
 #include "sd.h"
 
@@ -35,7 +36,7 @@ static struct worker	 workers[WORKERS_MAX];
 static int		 nworkers;
 static bool		 stopping;
 static int		 my_index = -1;	/* set in a worker */
-static ev_signal	 sig_term, sig_int, sig_hup;
+static ev_signal	 sig_term, sig_int, sig_hup, sig_usr1;
 static ev_timer		 kill_timer;
 static ev_timer		 watchdog;
 static ev_timer		 status_timer;
@@ -58,6 +59,7 @@ become_worker(struct popsd *d, int index, pid_t master)
 	ev_signal_stop(d->loop, &sig_term);
 	ev_signal_stop(d->loop, &sig_int);
 	ev_signal_stop(d->loop, &sig_hup);
+	ev_signal_stop(d->loop, &sig_usr1);
 	if (ev_is_active(&watchdog)) {
 		ev_ref(d->loop);
 		ev_timer_stop(d->loop, &watchdog);
@@ -71,6 +73,7 @@ become_worker(struct popsd *d, int index, pid_t master)
 	d->id_stride = (unsigned)nworkers;
 	d->id_offset = (unsigned)index + 1;
 	ledger_bind(d->ledger, index);
+	metrics_bind(index);
 	my_index = index;
 	/* Without the master nobody restarts workers or rotates ticket
 	 * keys, and orphans would hold the port a new popsd must bind: a
@@ -128,6 +131,7 @@ child_cb(struct ev_loop *loop, ev_child *c, int revents)
 	/* Its sessions ended with it: they no longer count toward the
 	 * limits of the others. */
 	ledger_forget(w->d->ledger, w->index);
+	metrics_forget(w->index);	/* its counters stay */
 	if (stopping) {
 		if (all_stopped())
 			ev_break(loop, EVBREAK_ALL);
@@ -240,6 +244,17 @@ master_hup_cb(struct ev_loop *loop, ev_signal *s, int revents)
 	sd_notify_send("READY=1\nSTATUS=%s", status_text(d));
 }
 
+/* SIGUSR1: the whole daemon's figures to the log (the workers answer
+ * it too, each with the same sums). */
+static void
+master_usr1_cb(struct ev_loop *loop, ev_signal *s, int revents)
+{
+	(void)loop;
+	(void)s;
+	(void)revents;
+	metrics_log();
+}
+
 static void
 watchdog_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
@@ -263,6 +278,8 @@ workers_run(struct popsd *d, int n, reload_check_fn check)
 	ev_signal_start(d->loop, &sig_term);
 	ev_signal_start(d->loop, &sig_int);
 	ev_signal_start(d->loop, &sig_hup);
+	ev_signal_init(&sig_usr1, master_usr1_cb, SIGUSR1);
+	ev_signal_start(d->loop, &sig_usr1);
 	for (i = 0; i < nworkers; i++) {
 		workers[i].index = i;
 		workers[i].d = d;

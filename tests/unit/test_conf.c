@@ -474,7 +474,8 @@ static const struct errcase {
 	{ "key\n", 1, "key: expected \"key PATH\"" },
 	{ "timeout idle\n", 1, "timeout: expected \"timeout connect|" },
 	{ "max-sessions\n", 1, "max-sessions: expected \"max-sessions N\"" },
-	{ "require-tls\n", 1, "require-tls: expected \"require-tls yes|no\"" },
+	{ "require-tls\n", 1,
+	    "require-tls: expected \"require-tls yes|no|warn\"" },
 	{ "plaintext-allow\n", 1, "plaintext-allow: expected" },
 	{ "max-auth-errors 1 2\n", 1, "max-auth-errors: expected" },
 	{ "sasl-line-max\n", 1, "sasl-line-max: expected" },
@@ -577,7 +578,21 @@ static const struct errcase {
 	{ "sasl-line-max 255\n", 1, "from 256 to 65536" },
 	{ "sasl-line-max 65537\n", 1, "from 256 to 65536" },
 	{ "require-tls maybe\n", 1,
-	    "require-tls: expected \"yes\" or \"no\", not \"maybe\"" },
+	    "require-tls: expected \"yes\", \"no\" or \"warn\", not \"maybe\"" },
+	{ "require-tls WARN\n", 1, "require-tls: expected" },
+
+	/* metrics-listen. */
+	{ "metrics-listen\n", 1,
+	    "metrics-listen: expected \"metrics-listen ADDRESS:PORT\"" },
+	{ "metrics-listen localhost:9100\n", 1,
+	    "metrics-listen: bad address \"localhost:9100\"" },
+	{ "metrics-listen 127.0.0.1:0\n", 1, "metrics-listen: bad address" },
+	{ "metrics-listen 127.0.0.1:9100\nmetrics-listen [::1]:9100\n", 2,
+	    "metrics-listen: given twice (first on line 1)" },
+	{ "metrics-listen 127.0.0.1:995\nlisten pop3s 127.0.0.1:995\n"
+	    "backend 127.0.0.1:110\ncertificate @D@/cert.pem\n"
+	    "key @D@/key.pem\n", 1, "metrics-listen: \"127.0.0.1:995\" is "
+	    "also a listen address (line 2)" },
 
 	/* plaintext-allow. */
 	{ "plaintext-allow 10.0.0.0/33\n", 1, "bad network \"10.0.0.0/33\"" },
@@ -722,6 +737,46 @@ test_backend_exec_proxy(void **state)
 	    "certificate @D@/cert.pem\nkey @D@/key.pem\n"
 	    "backend-proxy-protocol v1\n", 5,
 	    "cannot be used with \"backend exec\"");
+}
+
+/* require-tls warn and metrics-listen: what they set. */
+static void
+test_observability(void **state)
+{
+	const struct sockaddr_in *sin;
+	struct conf *c;
+
+	(void)state;
+	c = load("listen pop3 *:110\nbackend 127.0.0.1:1110\n"
+	    "certificate @D@/cert.pem\nkey @D@/key.pem\n");
+	assert_non_null(c);
+	assert_true(c->require_tls);
+	assert_false(c->require_tls_warn);
+	assert_false(c->have_metrics);
+	conf_free(c);
+	c = load("listen pop3 *:110\nbackend 127.0.0.1:1110\n"
+	    "certificate @D@/cert.pem\nkey @D@/key.pem\nrequire-tls warn\n"
+	    "metrics-listen 127.0.0.1:9100\n");
+	if (c == NULL)
+		fail_msg("%s", errbuf);
+	assert_false(c->require_tls);
+	assert_true(c->require_tls_warn);
+	assert_true(c->have_metrics);
+	assert_string_equal(c->metrics_listen.text, "127.0.0.1:9100");
+	assert_int_equal(c->metrics_listen.line, 6);
+	sin = (const struct sockaddr_in *)&c->metrics_listen.addr;
+	assert_int_equal(sin->sin_family, AF_INET);
+	assert_int_equal(ntohs(sin->sin_port), 9100);
+	conf_free(c);
+	/* A later line sets it again, warn or not. */
+	c = load("listen pop3 *:110\nbackend 127.0.0.1:1110\n"
+	    "certificate @D@/cert.pem\nkey @D@/key.pem\nrequire-tls warn\n"
+	    "require-tls yes\nmetrics-listen *:9100\n");
+	assert_non_null(c);
+	assert_true(c->require_tls);
+	assert_false(c->require_tls_warn);
+	assert_true(c->metrics_listen.wildcard);
+	conf_free(c);
 }
 
 static void
@@ -1162,6 +1217,7 @@ main(void)
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_backend_numeric),
 		cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_observability),
 		cmocka_unit_test(test_backend_exec_proxy),
 		cmocka_unit_test(test_tls_directives),
 		cmocka_unit_test(test_ocsp_staple),
