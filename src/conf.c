@@ -1325,10 +1325,10 @@ check_complete(struct parser *p)
 			return -1;
 		}
 	}
+	/* No listen line is no error here: the sockets may come from
+	 * systemd or inetd, which only the start-up knows (main.c). */
 	p->line = 0;
-	if (c->nlistens == 0)
-		perr(p, "no listen directive");
-	else if (!c->have_backend)
+	if (!c->have_backend)
 		perr(p, "no backend directive");
 	else if (c->nkeypairs == 0)
 		perr(p, "no certificate configured");

@@ -6,6 +6,9 @@
  * context → resolve user/group → adopt systemd's sockets and bind the
  * other listen lines (or, with -i, take the connection on stdin) →
  * daemonize → drop privileges → serve, then READY=1 to systemd.
+ * A file without listen lines is valid; only a start without -i that
+ * gets no socket from systemd either is refused, at that point. -n runs
+ * the same checks up to the sockets, which it does not bind.
  *
  * SIGHUP reloads the configuration and certificates for new sessions.
  * After a privilege drop the reload reads them as the unprivileged user:
@@ -83,9 +86,11 @@ usage(int status)
 	    "  -h       this help\n"
 	    "  -i kind  inetd mode: serve the one connection on stdin as kind\n"
 	    "           (pop3s, pop3 or tls) and exit when it ends; for inetd,\n"
-	    "           xinetd, systemd Accept=yes. listen lines are ignored;\n"
-	    "           logs go to syslog unless -d\n"
-	    "  -n       check the configuration and exit\n"
+	    "           xinetd, systemd Accept=yes. listen lines are ignored\n"
+	    "           (none are needed); logs go to syslog unless -d\n"
+	    "  -n       check the configuration as a start by this user would\n"
+	    "           (as root: a user line is needed; without -i: listen\n"
+	    "           lines or systemd's sockets) and exit; binds nothing\n"
 	    "  -v       more verbose logging (repeatable)\n"
 	    "signals: HUP reloads configuration and certificates, "
 	    "TERM/INT drain and exit,\n"
@@ -704,6 +709,44 @@ inetd_stdio(struct options *o)
 	}
 }
 
+/* no_sockets: why a start without -i has nothing to serve. */
+static const char *
+no_sockets(const struct conf *c, char *err, size_t errsz)
+{
+	snprintf(err, errsz, "%s: no listen directive, and no sockets passed "
+	    "by systemd (LISTEN_FDS): nothing to serve; a file without listen "
+	    "lines is for socket activation and inetd mode (-i)", c->path);
+	return err;
+}
+
+/*
+ * check_sockets: for -n, what a start would find about its sockets:
+ * systemd's must be well named, and without -i there must be sockets
+ * to serve (listen lines, or systemd's). Sockets are not bound here:
+ * -n must not take a port from a running popsd. A real start checks the
+ * same in setup_listeners(). 0, or -1 with the reason in err.
+ */
+static int
+check_sockets(const struct conf *c, const struct options *o, char *err,
+    size_t errsz)
+{
+	struct sd_listen_fd fds[SD_MAX_LISTEN_FDS];
+	int i, n;
+
+	if (!o->check_only)
+		return 0;
+	if ((n = sd_adopt_listen_fds(fds, SD_MAX_LISTEN_FDS, err,
+	    errsz)) == -1)
+		return -1;
+	for (i = 0; i < n; i++)
+		close(fds[i].fd);
+	if (!o->inetd && n == 0 && c->nlistens == 0) {
+		no_sockets(c, err, errsz);
+		return -1;
+	}
+	return 0;
+}
+
 /* startup: everything up to serving; exits on any error. */
 static void
 startup(struct popsd *d, const struct options *o)
@@ -712,8 +755,8 @@ startup(struct popsd *d, const struct options *o)
 
 	if ((d->conf = load(o->path, &d->tls_server, &d->tickets, err,
 	    sizeof(err))) == NULL ||
-	    privdrop_plan(d->conf, o->check_only, &privs, err,
-	    sizeof(err)) == -1) {
+	    privdrop_plan(d->conf, &privs, err, sizeof(err)) == -1 ||
+	    check_sockets(d->conf, o, err, sizeof(err)) == -1) {
 		if (o->log_stderr)
 			fprintf(stderr, "%s\n", err);
 		else
@@ -737,8 +780,11 @@ startup(struct popsd *d, const struct options *o)
 	if ((d->ledger = ledger_new(o->inetd ? 1 : d->conf->workers,
 	    (unsigned)d->conf->max_sessions)) == NULL)
 		fatalx("cannot allocate the session ledger");
-	if (!o->inetd)
+	if (!o->inetd) {
 		setup_listeners(d);
+		if (d->nlisteners == 0)
+			fatalx("%s", no_sockets(d->conf, err, sizeof(err)));
+	}
 	/* Before the drop: daemon() opens /dev/null, absent in a chroot. */
 	if (!o->foreground && !o->inetd) {
 		if (daemon(0, 0) == -1)

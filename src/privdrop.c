@@ -117,8 +117,8 @@ plan_unprivileged(const struct conf *c, const struct privdrop *pd,
 }
 
 int
-privdrop_plan(const struct conf *c, bool check_only, struct privdrop *pd,
-    char *err, size_t errsz)
+privdrop_plan(const struct conf *c, struct privdrop *pd, char *err,
+    size_t errsz)
 {
 	memset(pd, 0, sizeof(*pd));
 	if (c->user != NULL && resolve(c, pd, err, errsz) == -1)
@@ -130,8 +130,6 @@ privdrop_plan(const struct conf *c, bool check_only, struct privdrop *pd,
 	}
 	if (check_chroot(c, pd, err, errsz) == -1)
 		return -1;
-	if (check_only)
-		return 0;
 	if (geteuid() != 0)
 		return plan_unprivileged(c, pd, err, errsz);
 	if (c->user == NULL) {

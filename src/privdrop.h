@@ -39,13 +39,14 @@ void	privdrop_no_core_dumps(void);
 /*
  * privdrop_plan: decide from c how privileges will be dropped, into pd.
  * Resolves "user" (and "group", else the user's primary group) and checks
- * that a "chroot" directory exists. With check_only (popsd -n) that is
- * all. Otherwise: started as root, a "user" is required; started as
- * another user, "user"/"group" must name the current ids and "chroot"
- * cannot be honoured. Returns 0, or -1 with one message in err.
+ * that a "chroot" directory exists. Started as root, a "user" is
+ * required; started as another user, "user"/"group" must name the
+ * current ids and "chroot" cannot be honoured. popsd -n calls it too, so
+ * that "configuration OK" means a start with the same ids would get past
+ * this. Returns 0, or -1 with one message in err.
  */
-int	privdrop_plan(const struct conf *c, bool check_only,
-	    struct privdrop *pd, char *err, size_t errsz);
+int	privdrop_plan(const struct conf *c, struct privdrop *pd, char *err,
+	    size_t errsz);
 
 /*
  * privdrop_apply: when pd->switch_ids: chroot (if configured), then

@@ -244,7 +244,8 @@ check_conf(const struct conf *c)
 
 	if (c->refs != 1)
 		bug("refs %d", c->refs);
-	if (c->nlistens < 1 || c->nlistens > CONF_MAX_LISTEN)
+	/* 0 is valid: sockets from systemd or inetd (main.c checks). */
+	if (c->nlistens < 0 || c->nlistens > CONF_MAX_LISTEN)
 		bug("nlistens %d", c->nlistens);
 	for (i = 0; i < c->nlistens; i++)
 		if (c->listens[i].addrlen == 0 ||

@@ -128,11 +128,12 @@ def popsd_bin():
 
 
 def write_conf(directory, certs, backend, listens=(), extra=DROP, name="popsd.conf",
-               key=None, cert=None):
-    """A popsd.conf in directory. popsd requires one listen line; when the
-    test gives none, a spare pop3s port on loopback is used."""
+               key=None, cert=None, no_listen=False):
+    """A popsd.conf in directory. When the test gives no listen line, a
+    spare pop3s port on loopback is used, unless no_listen (a file for
+    socket activation or inetd mode, with none at all)."""
     lines = [f"listen {kind} 127.0.0.1:{port}" for kind, port in listens]
-    if not lines:
+    if not lines and not no_listen:
         lines = [f"listen pop3s 127.0.0.1:{H.free_port()}"]
     lines += [f"backend {backend.address}", f"certificate {cert or certs.cert}",
               f"key {key or certs.key}", "timeout connect 10s", "timeout drain 5s"]
@@ -358,6 +359,63 @@ def test_listen_fds_for_another_pid_ignored(procs, tmp_path, certs, backend):
               env={"LISTEN_PID": "1", "LISTEN_FDS": "1", "LISTEN_FDNAMES": "pop3s"})
     d.wait_log(r"popsd ready: 1 listeners")
     pop3s_session(port, certs)
+
+
+# ---------------------------------------------------------------- no listen lines
+
+NO_SOCKETS = "no listen directive, and no sockets passed by systemd (LISTEN_FDS): nothing to serve"
+
+
+@needs_ssa
+@needs_root
+def test_no_listen_lines_socket_activation(procs, tmp_path, certs, backend):
+    """A file without listen lines serves the sockets systemd passes."""
+    port = H.free_port()
+    conf = write_conf(tmp_path, certs, backend, no_listen=True)
+    d = procs("ssa", [SSA, "-l", f"127.0.0.1:{port}", "--fdname=pop3s",
+                      popsd_bin(), "-d", "-f", conf])
+    d.wait_log(rf"Listening on 127.0.0.1:{port}")
+    pop3s_session(port, certs)
+    d.wait_log(r"popsd ready: 1 listeners")
+    assert f"listening: pop3s 127.0.0.1:{port}" in d.log()
+
+
+@needs_ssa
+@needs_root
+def test_no_listen_lines_inetd_mode(procs, tmp_path, certs, backend):
+    """popsd -i ignores listen lines, so it needs none: a full session, and
+    -n -i says the file is fine for inetd mode."""
+    port = H.free_port()
+    conf = write_conf(tmp_path, certs, backend, no_listen=True)
+    r = subprocess.run([popsd_bin(), "-n", "-i", "pop3s", "-f", conf],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                       timeout=10)
+    assert r.returncode == 0 and r.stdout == "configuration OK\n", r.stdout
+    d = procs("ssa", [SSA, "--accept", "--inetd", "-l", f"127.0.0.1:{port}",
+                      popsd_bin(), "-d", "-i", "pop3s", "-f", conf])
+    d.wait_log(rf"Listening on 127.0.0.1:{port}")
+    local = pop3s_session(port, certs)
+    d.wait_log(rf"session=\d+ client=127.0.0.1 port={local} listener=pop3s .*login=yes")
+    assert "no listen directive" not in d.log()
+
+
+@needs_root
+def test_no_listen_lines_and_no_sockets_refused(procs, tmp_path, certs, backend):
+    """Started plainly, with neither listen lines nor systemd's sockets,
+    popsd has nothing to serve: it says so and exits 1, and -n (which
+    checks as a plain start would unless told -i) says the same."""
+    conf = write_conf(tmp_path, certs, backend, no_listen=True)
+    d = procs("popsd", [popsd_bin(), "-d", "-f", conf])
+    assert d.wait_exit() == 1
+    assert NO_SOCKETS in d.log() and conf in d.log(), d.log()
+    r = subprocess.run([popsd_bin(), "-n", "-f", conf], stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, text=True, timeout=10)
+    assert r.returncode == 1 and NO_SOCKETS in r.stdout, r.stdout
+    # With sockets from systemd, -n is satisfied (and checks their names).
+    d = procs("launch", launcher(["listen"], "pop3s", [popsd_bin(), "-n", "-f", conf]))
+    assert d.wait_exit() == 0 and "configuration OK" in d.log(), d.log()
+    d = procs("launch-bad", launcher(["listen"], "imaps", [popsd_bin(), "-n", "-f", conf]))
+    assert d.wait_exit() == 1 and 'is named "imaps"' in d.log(), d.log()
 
 
 # ---------------------------------------------------------------- sd_notify
@@ -641,10 +699,11 @@ def test_root_without_user_refused(procs, tmp_path, certs, backend):
     assert d.wait_exit() == 1
     assert f'refusing to run as root: add "user NAME"' in d.log(), d.log()
     assert conf in d.log()
-    # -n checks the file, not how it is run: still OK.
+    # -n as root applies the start's checks: the same refusal, not "OK".
     r = subprocess.run([popsd_bin(), "-n", "-f", conf], stdout=subprocess.PIPE,
                        stderr=subprocess.STDOUT, text=True, timeout=10)
-    assert r.returncode == 0 and "configuration OK" in r.stdout, r.stdout
+    assert r.returncode == 1 and "configuration OK" not in r.stdout, r.stdout
+    assert f'refusing to run as root: add "user NAME"' in r.stdout, r.stdout
 
 
 @pytest.mark.parametrize("extra,expect", [
@@ -714,6 +773,12 @@ def test_not_root_with_other_user_refused(procs, tmp_path, certs, backend):
         p = procs("bad", [popsd_bin(), "-d", "-f", bad], **demote)
         assert p.wait_exit() == 1
         assert 'user "daemon"' in p.log() and "cannot switch" in p.log(), p.log()
+        # -n as that user refuses it too, and passes the good file.
+        p = procs("bad-n", [popsd_bin(), "-n", "-f", bad], **demote)
+        assert p.wait_exit() == 1
+        assert 'user "daemon"' in p.log() and "cannot switch" in p.log(), p.log()
+        p = procs("good-n", [popsd_bin(), "-n", "-f", good], **demote)
+        assert p.wait_exit() == 0 and "configuration OK" in p.log(), p.log()
         p = procs("good", [popsd_bin(), "-d", "-f", good], **demote)
         p.wait_log(r"popsd ready")
         assert "dropped privileges" not in p.log()

@@ -449,8 +449,8 @@ static const struct errcase {
 	const char	*want;
 } errcases[] = {
 	/* Whole-file checks. */
-	{ "", 0, "no listen directive" },
-	{ "# only a comment\n", 0, "no listen directive" },
+	{ "", 0, "no backend directive" },
+	{ "# only a comment\n", 0, "no backend directive" },
 	{ "listen pop3s *:995\n", 0, "no backend directive" },
 	{ "listen pop3s *:995\nbackend 127.0.0.1:110\n", 0,
 	    "no certificate configured" },
@@ -870,6 +870,22 @@ test_tls_directives(void **state)
 	}
 }
 
+/* No listen line is no error: the sockets may come from systemd or
+ * inetd, which conf_load cannot know (the start-up checks that). */
+static void
+test_listenless(void **state)
+{
+	struct conf *c;
+
+	(void)state;
+	c = load("backend 127.0.0.1:110\ncertificate @D@/cert.pem\n"
+	    "key @D@/key.pem\n");
+	if (c == NULL)
+		fail_msg("%s", errbuf);
+	assert_int_equal(c->nlistens, 0);
+	conf_free(c);
+}
+
 /* Each OCSP staple belongs to the pair just before it. */
 static void
 test_ocsp_staple(void **state)
@@ -1220,6 +1236,7 @@ main(void)
 		cmocka_unit_test(test_observability),
 		cmocka_unit_test(test_backend_exec_proxy),
 		cmocka_unit_test(test_tls_directives),
+		cmocka_unit_test(test_listenless),
 		cmocka_unit_test(test_ocsp_staple),
 		cmocka_unit_test(test_key_modes),
 		cmocka_unit_test(test_missing_file),
