@@ -41,6 +41,7 @@ struct parser {
 	int		 backend_line;
 	int		 proxy_line;	/* last backend-proxy-protocol */
 	int		 workers_line;	/* last workers */
+	bool		 per_ip_set;	/* max-sessions-per-ip written */
 	int		 cert_line;	/* certificate waiting for its key, or 0 */
 	int		 client_cert_line; /* tls-client-cert, or 0 */
 	int		 client_ca_line;   /* tls-client-ca, or 0 */
@@ -896,8 +897,17 @@ static int
 do_max_sessions_per_ip(struct parser *p, int argc, char **argv)
 {
 	(void)argc;
+	p->per_ip_set = true;
 	return number(p, "max-sessions-per-ip", argv[0], 0, 1000000,
 	    &p->c->max_sessions_per_ip);
+}
+
+static int
+do_per_ip_ipv6_prefix(struct parser *p, int argc, char **argv)
+{
+	(void)argc;
+	return number(p, "per-ip-ipv6-prefix", argv[0], 1, 128,
+	    &p->c->per_ip_ipv6_prefix);
 }
 
 /*
@@ -1100,6 +1110,8 @@ static const struct directive directives[] = {
 	{ "workers", 1, 1, "workers N|auto", do_workers },
 	{ "max-sessions-per-ip", 1, 1, "max-sessions-per-ip N",
 	    do_max_sessions_per_ip },
+	{ "per-ip-ipv6-prefix", 1, 1, "per-ip-ipv6-prefix N",
+	    do_per_ip_ipv6_prefix },
 	{ "require-tls", 1, 1, "require-tls yes|no|warn", do_require_tls },
 	{ "metrics-listen", 1, 1, "metrics-listen ADDRESS:PORT",
 	    do_metrics_listen },
@@ -1325,6 +1337,8 @@ check_complete(struct parser *p)
 			return -1;
 		}
 	}
+	if (!p->per_ip_set)
+		c->max_sessions_per_ip = conf_default_per_ip(c->max_sessions);
 	/* No listen line is no error here: the sockets may come from
 	 * systemd or inetd, which only the start-up knows (main.c). */
 	p->line = 0;
@@ -1335,6 +1349,14 @@ check_complete(struct parser *p)
 	else
 		return 0;
 	return -1;
+}
+
+int
+conf_default_per_ip(int max_sessions)
+{
+	int n = (max_sessions + CONF_PER_IP_FRACTION - 1) / CONF_PER_IP_FRACTION;
+
+	return n < CONF_PER_IP_MIN ? CONF_PER_IP_MIN : n;
 }
 
 /* Treats c as raw memory: everything not defaulted is zero or NULL. */
@@ -1352,7 +1374,8 @@ conf_defaults(struct conf *c)
 	c->require_tls = true;
 	c->max_auth_errors = 3;
 	c->sasl_line_max = 8192;
-	c->max_sessions_per_ip = 0;
+	c->max_sessions_per_ip = conf_default_per_ip(c->max_sessions);
+	c->per_ip_ipv6_prefix = CONF_PER_IP_IPV6_PREFIX_DEFAULT;
 	c->tls_protocols = TLS_PROTOCOL_TLSv1_2 | TLS_PROTOCOL_TLSv1_3;
 	c->tls_session_lifetime = CONF_SESSION_LIFETIME_DEFAULT;
 	c->tls_client_cert = CLIENT_CERT_NONE;

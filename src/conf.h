@@ -77,6 +77,16 @@ enum client_cert_mode {
 	CLIENT_CERT_REQUIRED,	/* no verified certificate, no session */
 };
 
+/* Default max-sessions-per-ip: a tenth of max-sessions, so that one
+ * address cannot take every place, and never below CONF_PER_IP_MIN, so
+ * that a small max-sessions does not turn into a per-address limit that
+ * refuses a household's second mail client. See popsd.conf.5. */
+#define CONF_PER_IP_FRACTION		10
+#define CONF_PER_IP_MIN			10
+/* A site gets at least a /64 (RFC 6177): its hosts pick addresses in it
+ * at will, so one /64 is one client for max-sessions-per-ip. */
+#define CONF_PER_IP_IPV6_PREFIX_DEFAULT	64
+
 /* Defaults of the TLS policy (see popsd.conf.5 for why). */
 #define CONF_TLS_PROTOCOLS_DEFAULT	"tlsv1.2,tlsv1.3"
 #define CONF_SESSION_LIFETIME_DEFAULT	7200	/* seconds: 2 hours */
@@ -112,7 +122,9 @@ struct conf {
 	int	workers;		/* processes serving; default auto:
 					 * one per CPU (1 with backend exec) */
 	int	workers_configured;	/* as written: 0 for auto */
-	int	max_sessions_per_ip;	/* 0 (default): no per-address cap */
+	int	max_sessions_per_ip;	/* 0: no per-address cap; default
+					 * conf_default_per_ip(max_sessions) */
+	int	per_ip_ipv6_prefix;	/* IPv6 clients counted per /N: 64 */
 
 	/* metrics-listen: the Prometheus scrape endpoint (off by default). */
 	struct conf_listen	metrics_listen;
@@ -171,6 +183,10 @@ void conf_free(struct conf *c);
  * across reloads; the last conf_unref frees it. conf_load returns refs=1. */
 static inline struct conf *conf_ref(struct conf *c) { c->refs++; return c; }
 static inline void conf_unref(struct conf *c) { if (c != NULL && --c->refs == 0) conf_free(c); }
+
+/* conf_default_per_ip: max-sessions-per-ip when the file does not set
+ * it, for a given max-sessions (>= 1). */
+int conf_default_per_ip(int max_sessions);
 
 /* conf_cidr_match: does the address sa belong to any of n networks?
  * IPv4-mapped IPv6 addresses match IPv4 networks. */

@@ -8,6 +8,7 @@
 #include <arpa/inet.h>
 
 #include <sched.h>
+#include <stdio.h>
 #include <unistd.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -130,6 +131,50 @@ ledger_key_sockaddr(const struct sockaddr *sa, uint8_t key[LEDGER_KEY_SIZE])
 	/* IPv4-mapped addresses are already in the IPv4 key form. */
 	memcpy(key, sin6.sin6_addr.s6_addr, LEDGER_KEY_SIZE);
 	return true;
+}
+
+static bool
+key_is_v4(const uint8_t key[LEDGER_KEY_SIZE])
+{
+	static const uint8_t mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	    0xff, 0xff };
+
+	return memcmp(key, mapped, sizeof(mapped)) == 0;
+}
+
+void
+ledger_key_mask(uint8_t key[LEDGER_KEY_SIZE], int prefix)
+{
+	int i;
+
+	if (key_is_v4(key) || prefix >= 128)
+		return;
+	if (prefix < 0)
+		prefix = 0;
+	for (i = prefix / 8; i < LEDGER_KEY_SIZE; i++)
+		key[i] &= i == prefix / 8 ?
+		    (uint8_t)(0xff00u >> (prefix % 8)) : 0;
+}
+
+const char *
+ledger_key_format(const uint8_t key[LEDGER_KEY_SIZE], int prefix, char *buf,
+    size_t bufsz)
+{
+	char a[INET6_ADDRSTRLEN];
+
+	if (key_is_v4(key)) {
+		if (inet_ntop(AF_INET, key + 12, a, sizeof(a)) == NULL)
+			snprintf(a, sizeof(a), "?");
+		snprintf(buf, bufsz, "%s", a);
+		return buf;
+	}
+	if (inet_ntop(AF_INET6, key, a, sizeof(a)) == NULL)
+		snprintf(a, sizeof(a), "?");
+	if (prefix < 128)
+		snprintf(buf, bufsz, "%s/%d", a, prefix < 0 ? 0 : prefix);
+	else
+		snprintf(buf, bufsz, "%s", a);
+	return buf;
 }
 
 bool

@@ -27,6 +27,7 @@
 #define POPSD_LEDGER_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
@@ -64,6 +65,20 @@ unsigned ledger_sessions(const struct ledger *l);
  * IPv6 scope id is ignored). false for any other family or NULL. */
 bool	ledger_key_sockaddr(const struct sockaddr *sa,
 	    uint8_t key[LEDGER_KEY_SIZE]);
+
+/* ledger_key_mask: count an IPv6 client by its first prefix bits (1..128):
+ * the host bits of key are cleared, so every address of the network is
+ * one key. IPv4 and IPv4-mapped keys are left alone: they count per
+ * address whatever the prefix. */
+void	ledger_key_mask(uint8_t key[LEDGER_KEY_SIZE], int prefix);
+
+/* ledger_key_format: key as a log shows it, into buf (size at least
+ * LEDGER_KEY_TEXT_MAX): "192.0.2.1" for IPv4 and IPv4-mapped keys,
+ * "2001:db8:1:2::/64" for IPv6 ones counted by a prefix below 128,
+ * "2001:db8::1" otherwise. Returns buf. */
+#define LEDGER_KEY_TEXT_MAX	(46 + 4)	/* INET6_ADDRSTRLEN + "/128" */
+const char *ledger_key_format(const uint8_t key[LEDGER_KEY_SIZE], int prefix,
+	    char *buf, size_t bufsz);
 
 /* ledger_key_text: the key of a numeric address as getnameinfo() writes
  * it ("192.0.2.1", "2001:db8::1", "::ffff:192.0.2.1", "fe80::1%eth0").

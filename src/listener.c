@@ -176,9 +176,11 @@ listener_inetd(struct popsd *d, int fd, enum listen_kind kind, char *err,
 	 * logs the client as "local". */
 	if (getpeername(fd, (struct sockaddr *)&ss, &sl) == -1)
 		sl = 0;
-	/* Counted like a listener's session, so that its end balances. */
+	/* Counted like a listener's session, so that its end balances; one
+	 * connection has no neighbours to count per address. */
 	(void)ledger_session_take(d->ledger, 0, &n);
-	session_start(d, kind, fd, sl ? (struct sockaddr *)&ss : NULL, sl);
+	session_start(d, kind, fd, sl ? (struct sockaddr *)&ss : NULL, sl,
+	    NULL);
 	return 0;
 }
 
@@ -217,7 +219,8 @@ listener_kind(const struct listener *l)
 }
 
 /*
- * turn_away: refuse a connection over a limit, with a log line. On a
+ * turn_away: refuse a connection over a limit, with a log line (with the
+ * key it was counted under, counted_as, when that is the limit). On a
  * plaintext port the client is told why (RFC 3206 [SYS/TEMP]: ours, and
  * temporary). On a pop3s port nothing can be said before TLS, so the
  * connection just ends with a FIN: what the client already sent (its
@@ -227,7 +230,7 @@ listener_kind(const struct listener *l)
 static void
 turn_away(struct listener *l, int fd, const struct sockaddr *sa,
     socklen_t salen, const char *reason, const char *text, unsigned count,
-    int limit)
+    int limit, const char *counted_as)
 {
 	char host[64] = "?", msg[128];
 	int n;
@@ -243,8 +246,22 @@ turn_away(struct listener *l, int fd, const struct sockaddr *sa,
 		(void)getnameinfo(sa, salen, host, sizeof(host), NULL, 0,
 		    NI_NUMERICHOST);
 	metrics_count(metrics_limit(reason), 1);
-	log_warnx("refused client=%s listener=%s reason=%s sessions=%u limit=%d",
-	    host, listen_kind_name(l->kind), reason, count, limit);
+	log_warnx("refused client=%s listener=%s reason=%s sessions=%u limit=%d"
+	    "%s%s", host, listen_kind_name(l->kind), reason, count, limit,
+	    counted_as ? " counted_as=" : "", counted_as ? counted_as : "");
+}
+
+/* peer_key: the per-address key of sa under c: its address, an IPv6
+ * one cut to per-ip-ipv6-prefix (a host picks any address in its /64);
+ * false if sa is no IP address. */
+static bool
+peer_key(const struct conf *c, const struct sockaddr *sa,
+    uint8_t key[LEDGER_KEY_SIZE])
+{
+	if (!ledger_key_sockaddr(sa, key))
+		return false;
+	ledger_key_mask(key, c->per_ip_ipv6_prefix);
+	return true;
 }
 
 /*
@@ -260,6 +277,7 @@ admit(struct listener *l, int fd, const struct sockaddr *sa, socklen_t sl)
 	struct popsd *d = l->d;
 	const struct conf *c = d->conf;
 	uint8_t key[LEDGER_KEY_SIZE];
+	char as[LEDGER_KEY_TEXT_MAX];
 	uint64_t before = d->next_session_id;
 	bool counted = false;
 	unsigned n;
@@ -268,13 +286,13 @@ admit(struct listener *l, int fd, const struct sockaddr *sa, socklen_t sl)
 	if (ledger_session_take(d->ledger, (unsigned)c->max_sessions,
 	    &n) == -1) {
 		turn_away(l, fd, sa, sl, "max-sessions", "too many sessions, "
-		    "try again later", n, c->max_sessions);
+		    "try again later", n, c->max_sessions, NULL);
 		return;
 	}
 	/* A trusted balancer's connections are counted by the address in
 	 * their PROXY header, once the session has read it. */
 	if (!conf_cidr_match(c->accept_proxy, c->naccept_proxy, sa) &&
-	    ledger_key_sockaddr(sa, key)) {
+	    peer_key(c, sa, key)) {
 		r = ledger_peer_take(d->ledger, key,
 		    (unsigned)c->max_sessions_per_ip, &n);
 		if (r != 0) {
@@ -282,17 +300,19 @@ admit(struct listener *l, int fd, const struct sockaddr *sa, socklen_t sl)
 			if (r == -1)
 				turn_away(l, fd, sa, sl, "max-sessions-per-ip",
 				    "too many sessions from your address, try "
-				    "again later", n, c->max_sessions_per_ip);
+				    "again later", n, c->max_sessions_per_ip,
+				    ledger_key_format(key, c->per_ip_ipv6_prefix,
+				    as, sizeof(as)));
 			else
 				turn_away(l, fd, sa, sl, "address-table-full",
 				    "too many sessions, try again later",
 				    ledger_peers(d->ledger),
-				    (int)ledger_capacity(d->ledger));
+				    (int)ledger_capacity(d->ledger), NULL);
 			return;
 		}
 		counted = true;
 	}
-	session_start(d, l->kind, fd, sa, sl);
+	session_start(d, l->kind, fd, sa, sl, counted ? key : NULL);
 	/* No session was made (out of memory, logged): neither
 	 * popsd_session_closed() nor popsd_peer_closed() will run for it. */
 	if (d->next_session_id == before) {
@@ -303,16 +323,16 @@ admit(struct listener *l, int fd, const struct sockaddr *sa, socklen_t sl)
 }
 
 int
-popsd_peer_admit(struct popsd *d, const struct sockaddr *sa)
+popsd_peer_admit(struct popsd *d, const struct sockaddr *sa,
+    uint8_t key[LEDGER_KEY_SIZE])
 {
 	const struct conf *c = d->conf;
-	uint8_t key[LEDGER_KEY_SIZE];
-	char host[64] = "?";
+	char host[64] = "?", as[LEDGER_KEY_TEXT_MAX];
 	unsigned n = 0;
 	int r;
 
-	if (!ledger_key_sockaddr(sa, key))
-		return 0;
+	if (!peer_key(c, sa, key))
+		return 1;
 	r = ledger_peer_take(d->ledger, key, (unsigned)c->max_sessions_per_ip,
 	    &n);
 	if (r == 0)
@@ -323,8 +343,9 @@ popsd_peer_admit(struct popsd *d, const struct sockaddr *sa)
 	    host, sizeof(host), NULL, 0, NI_NUMERICHOST);
 	if (r == -1)
 		log_warnx("refused client=%s reason=max-sessions-per-ip "
-		    "sessions=%u limit=%d (behind a PROXY header)", host, n,
-		    c->max_sessions_per_ip);
+		    "sessions=%u limit=%d counted_as=%s (behind a PROXY header)",
+		    host, n, c->max_sessions_per_ip, ledger_key_format(key,
+		    c->per_ip_ipv6_prefix, as, sizeof(as)));
 	else
 		log_warnx("refused client=%s reason=address-table-full "
 		    "addresses=%u limit=%u (behind a PROXY header)", host,
@@ -333,12 +354,9 @@ popsd_peer_admit(struct popsd *d, const struct sockaddr *sa)
 }
 
 void
-popsd_peer_closed(struct popsd *d, const char *addr)
+popsd_peer_closed(struct popsd *d, const uint8_t key[LEDGER_KEY_SIZE])
 {
-	uint8_t key[LEDGER_KEY_SIZE];
-
-	if (ledger_key_text(addr, key))
-		ledger_peer_release(d->ledger, key);
+	ledger_peer_release(d->ledger, key);
 }
 
 /*

@@ -263,7 +263,7 @@ session_close(struct session *s, const char *reason)
 	TAILQ_REMOVE(&d->sessions, s, entry);
 	d->nsessions--;
 	if (s->peer_counted)
-		popsd_peer_closed(d, s->peer_addr);
+		popsd_peer_closed(d, s->peer_key);
 	popsd_session_closed(d);	/* at most asks the loop to end */
 	count_close(s, reason);
 	log_summary(s, reason);
@@ -763,7 +763,7 @@ session_new(struct popsd *d, enum listen_kind kind, int fd)
 
 void
 session_start(struct popsd *d, enum listen_kind kind, int fd,
-    const struct sockaddr *peer, socklen_t peerlen)
+    const struct sockaddr *peer, socklen_t peerlen, const uint8_t *peer_key)
 {
 	struct session *s;
 	int one = 1;
@@ -784,9 +784,12 @@ session_start(struct popsd *d, enum listen_kind kind, int fd,
 	if (getsockname(fd, (struct sockaddr *)&s->local, &s->locallen) == -1)
 		s->locallen = 0;
 	session_peer_text(s);
+	if (peer_key != NULL) {		/* counted by the listener */
+		memcpy(s->peer_key, peer_key, sizeof(s->peer_key));
+		s->peer_counted = true;
+	}
 	if (s->peerlen == 0 || !conf_cidr_match(s->conf->accept_proxy,
 	    s->conf->naccept_proxy, (struct sockaddr *)&s->peer)) {
-		s->peer_counted = true;	/* by the listener */
 		session_begin(s);
 		return;
 	}

@@ -9,6 +9,7 @@
 #ifndef POPSD_SESSION_H
 #define POPSD_SESSION_H
 
+#include <stdint.h>
 #include <sys/socket.h>
 
 #include "conf.h"
@@ -17,10 +18,14 @@ struct popsd;
 struct session;
 
 /* session_start: take ownership of the accepted, non-blocking socket fd
- * from a listener of the given kind and begin serving it. On failure the
- * fd is closed and the reason logged; never fails silently. */
+ * from a listener of the given kind and begin serving it. peer_key is the
+ * per-address key (LEDGER_KEY_SIZE bytes) the listener counted the client
+ * under, given back when the session ends, or NULL if it counted none.
+ * On failure the fd is closed and the reason logged; never fails
+ * silently. */
 void	session_start(struct popsd *d, enum listen_kind kind, int fd,
-	    const struct sockaddr *peer, socklen_t peerlen);
+	    const struct sockaddr *peer, socklen_t peerlen,
+	    const uint8_t *peer_key);
 
 /* session_close: end s now (reason is a short token for the log), free
  * everything it owns and log its summary line. s is invalid afterwards. */

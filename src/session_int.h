@@ -20,6 +20,7 @@
 
 #include "buf.h"
 #include "conf.h"
+#include "ledger.h"
 #include "xio.h"
 
 struct pop3;
@@ -87,6 +88,7 @@ struct session {
 	struct sockaddr_storage	 local;		/* our end (or PROXY destination) */
 	socklen_t		 locallen;
 	bool			 peer_counted;	/* in the per-address table */
+	uint8_t			 peer_key[LEDGER_KEY_SIZE]; /* ... as this */
 	size_t			 proxy_need;	/* PROXY header bytes to read next */
 	char			 via[64];	/* the balancer, when behind one */
 

@@ -63,7 +63,8 @@ proxy_apply(struct session *s, const struct proxy_result *res)
 		s->locallen = res->dstlen;
 		session_peer_text(s);
 	}
-	if ((r = popsd_peer_admit(s->d, (struct sockaddr *)&s->peer)) != 0) {
+	if ((r = popsd_peer_admit(s->d, (struct sockaddr *)&s->peer,
+	    s->peer_key)) < 0) {
 		why = r == -1 ? "max-sessions-per-ip" : "address-table-full";
 		if (s->kind != LISTEN_POP3) {	/* nothing to say before TLS */
 			session_close(s, why);
@@ -75,7 +76,7 @@ proxy_apply(struct session *s, const struct proxy_result *res)
 		session_pump(s);
 		return false;
 	}
-	s->peer_counted = true;
+	s->peer_counted = r == 0;
 	session_begin(s);
 	return false;	/* session_begin pumped (or closed) the session */
 }

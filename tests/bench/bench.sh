@@ -377,6 +377,10 @@ start_popsd() {
 		echo "user nobody"
 		echo "group nogroup"
 		echo "max-sessions $((IDLE_N + 1000))"
+		# Every load generator connection comes from 127.0.0.1: the
+		# default per-address limit (a tenth of max-sessions) would
+		# refuse most of them, as it would an admin's load test.
+		echo "max-sessions-per-ip 0"
 		# One process per core, as nginx's worker_processes auto.
 		echo "workers ${BENCH_POPSD_WORKERS:-auto}"
 		echo "timeout idle 10m"

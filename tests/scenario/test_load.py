@@ -234,8 +234,10 @@ def test_10k_sessions_no_fd_or_memory_growth(popsd, certs):
         assert n >= 1000, f"RLIMIT_NOFILE hard limit {hard} is too low for a load test"
         be = fakepop.Greeter(nofile=hard)
         try:
+            # All from a few loopback addresses: no per-address limit
+            # (the default, a tenth of max-sessions, would refuse most).
             p = popsd(backend_addr=be.address, pop3=True, max_sessions=n + 100,
-                      timeouts={"login": "120s"})
+                      timeouts={"login": "120s"}, extra=["max-sessions-per-ip 0"])
             base = open_fds(p.pid)
             ctx = certs.client_context()
             total = 0

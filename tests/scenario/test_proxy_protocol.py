@@ -221,6 +221,64 @@ def test_accept_proxy_per_ip_limit_counts_real_client(popsd, backend):
     assert "refused client=192.0.2.7 reason=max-sessions-per-ip" in p.log()
 
 
+def v1_tcp6(src, sport, dport):
+    return f"PROXY TCP6 {src} ::1 {sport} {dport}\r\n".encode()
+
+
+@pytest.mark.parametrize("prefix", [None, 128], ids=["default-64", "128"])
+def test_accept_proxy_per_ip_counts_ipv6_per_prefix(popsd, backend, prefix):
+    """IPv6 clients count per /64 by default (a host picks any address in
+    its /64), per-ip-ipv6-prefix 128 counts each address; an IPv4-mapped
+    address counts as the IPv4 one. The refusal logs what was counted."""
+    extra = ["accept-proxy-protocol 127.0.0.1", "max-sessions-per-ip 2"]
+    if prefix:
+        extra.append(f"per-ip-ipv6-prefix {prefix}")
+    p = popsd(pop3s=False, pop3=True, extra=extra)
+
+    def session(header):
+        s = connect_from(p.pop3_port, "127.0.0.1")
+        s.sendall(header)
+        c = plain_client(s)
+        return c, c.readline()
+
+    held = []
+    for i, src in enumerate(["2001:db8:1:2::1", "2001:db8:1:2::2"]):
+        c, line = session(v1_tcp6(src, 1000 + i, p.pop3_port))
+        assert line.startswith(b"+OK"), (src, line)
+        held.append(c)
+    c, line = session(v1_tcp6("2001:db8:1:2:abcd:1:2:3", 1003, p.pop3_port))
+    if prefix is None:
+        assert line.startswith(b"-ERR [SYS/TEMP]"), line
+        c.close()
+        assert re.search(r"refused client=2001:db8:1:2:abcd:1:2:3 reason=max-sessions-per-ip "
+                         r"sessions=2 limit=2 counted_as=2001:db8:1:2::/64 ", p.log()), p.log()
+    else:
+        assert line.startswith(b"+OK"), line
+        held.append(c)
+    c, line = session(v1_tcp6("2001:db8:1:3::1", 1004, p.pop3_port))
+    assert line.startswith(b"+OK"), line     # the next /64 is another client
+    held.append(c)
+    # IPv4-mapped: the same client as its IPv4 address, whatever the prefix.
+    for i in range(2):
+        c, line = session(v1("192.0.2.9", 1010 + i, dport=p.pop3_port))
+        assert line.startswith(b"+OK"), line
+        held.append(c)
+    c, line = session(v1_tcp6("::ffff:192.0.2.9", 1012, p.pop3_port))
+    assert line.startswith(b"-ERR [SYS/TEMP]"), line
+    c.close()
+    assert re.search(r"reason=max-sessions-per-ip sessions=2 limit=2 counted_as=192\.0\.2\.9 ",
+                     p.log()), p.log()
+    for c in held:
+        c.cmd("QUIT")
+        c.close()
+    # Every place is given back: the /64 is admitted again.
+    H.wait_until(lambda: len(p.session_lines()) >= len(held), 15, "the sessions to end")
+    c, line = session(v1_tcp6("2001:db8:1:2::7", 1020, p.pop3_port))
+    assert line.startswith(b"+OK"), line
+    c.cmd("QUIT")
+    c.close()
+
+
 @pytest.mark.parametrize("bad", [
     b"PROXY TCP4 192.0.2.7 127.0.0.1 1 99999\r\n",      # port out of range
     b"PROXY TCP4 ::1 ::1 1 2\r\n",                      # v6 under TCP4

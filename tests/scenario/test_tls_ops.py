@@ -28,6 +28,7 @@ import time
 
 import pytest
 
+import fakepop
 import popsd_harness as H
 
 SNI_NAME = "mail.example.test"
@@ -729,6 +730,63 @@ def test_max_sessions_per_ip_counts_mapped_as_ipv4(tpopsd, set_a):
     assert m.group(1) in ("::ffff:127.0.0.1", "127.0.0.1"), m.group(0)
     a.close()
     plain.close()
+
+
+def test_max_sessions_per_ip_default_is_a_tenth(popsd):
+    """Unset, max-sessions-per-ip is a tenth of max-sessions: one address
+    cannot take every place (200 here, so 20 from 127.0.0.1), while
+    another address still gets in."""
+    be = fakepop.Greeter()
+    held = []
+    try:
+        p = popsd(backend_addr=be.address, pop3=True, pop3s=False, max_sessions=200)
+        for _ in range(20):
+            s = raw_connect(p.pop3_port)
+            held.append(s)
+            assert s.makefile("rb").readline().startswith(b"+OK")
+        s = raw_connect(p.pop3_port)
+        data = read_all(s)
+        s.close()
+        assert data.startswith(b"-ERR [SYS/TEMP] too many sessions from your address"), data
+        wait_log(p, r"refused client=127\.0\.0\.1 listener=pop3 reason=max-sessions-per-ip "
+                    r"sessions=20 limit=20 counted_as=127\.0\.0\.1$")
+        s = raw_connect(p.pop3_port, source="127.0.0.2")
+        held.append(s)
+        assert s.makefile("rb").readline().startswith(b"+OK")
+    finally:
+        for s in held:
+            s.close()
+        be.close()
+
+
+def ipv6_loopback():
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not ipv6_loopback(), reason="no IPv6 loopback")
+def test_max_sessions_per_ip_ipv6_logged_per_64(popsd):
+    """An IPv6 client is counted, and its refusal logged, by its /64."""
+    be = fakepop.Greeter()
+    try:
+        v6 = H.free_port()
+        p = popsd(backend_addr=be.address, pop3=True, pop3s=False,
+                  extra=[f"listen pop3 [::1]:{v6}", "max-sessions-per-ip 1"])
+        H.wait_until(lambda: H.listening(v6), 10, "the IPv6 listener")
+        first = socket.create_connection(("::1", v6), timeout=10)
+        assert first.makefile("rb").readline().startswith(b"+OK")
+        s = socket.create_connection(("::1", v6), timeout=10)
+        assert read_all(s).startswith(b"-ERR [SYS/TEMP] too many sessions from your address")
+        s.close()
+        wait_log(p, r"refused client=::1 listener=pop3 reason=max-sessions-per-ip "
+                    r"sessions=1 limit=1 counted_as=::/64$")
+        first.close()
+    finally:
+        be.close()
 
 
 def test_max_sessions(tpopsd, set_a):

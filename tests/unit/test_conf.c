@@ -309,7 +309,9 @@ check_good(const struct conf *c)
 
 	assert_int_equal(c->max_auth_errors, 5);
 	assert_int_equal(c->sasl_line_max, 256);
-	assert_int_equal(c->max_sessions_per_ip, 0);
+	/* Not set: a tenth of max-sessions 77, but never below 10. */
+	assert_int_equal(c->max_sessions_per_ip, 10);
+	assert_int_equal(c->per_ip_ipv6_prefix, 64);
 	assert_string_equal(c->user, "_popsd");
 	assert_string_equal(c->group, "pop \"d\\");
 	assert_string_equal(c->chroot_dir, "/var/empty");
@@ -363,7 +365,8 @@ check_defaults(const struct conf *c)
 	assert_int_equal(c->nplaintext_allow, 0);
 	assert_int_equal(c->max_auth_errors, 3);
 	assert_int_equal(c->sasl_line_max, 8192);
-	assert_int_equal(c->max_sessions_per_ip, 0);
+	assert_int_equal(c->max_sessions_per_ip, 100);	/* 1000 / 10 */
+	assert_int_equal(c->per_ip_ipv6_prefix, 64);
 	assert_int_equal(c->tls_protocols, TLS_PROTOCOLS_DEFAULT);
 	assert_null(c->tls_protocols_text);
 	assert_null(c->tls_ciphers);
@@ -619,6 +622,14 @@ static const struct errcase {
 	{ "max-sessions-per-ip 1000001\n", 1, "from 0 to 1000000" },
 	{ "max-sessions-per-ip ten\n", 1, "is not a number" },
 
+	/* per-ip-ipv6-prefix. */
+	{ "per-ip-ipv6-prefix\n", 1,
+	    "per-ip-ipv6-prefix: expected \"per-ip-ipv6-prefix N\"" },
+	{ "per-ip-ipv6-prefix 0\n", 1,
+	    "per-ip-ipv6-prefix: \"0\" is not a number from 1 to 128" },
+	{ "per-ip-ipv6-prefix 129\n", 1, "from 1 to 128" },
+	{ "per-ip-ipv6-prefix /64\n", 1, "is not a number" },
+
 	/* ocsp-staple. */
 	{ "ocsp-staple\n", 1, "ocsp-staple: expected \"ocsp-staple PATH\"" },
 	{ "ocsp-staple @D@/staple.der\n", 1,
@@ -804,37 +815,37 @@ test_tls_directives(void **state)
 		int		 per_ip;
 	} cases[] = {
 		{ "", TLS_PROTOCOL_TLSv1_2 | TLS_PROTOCOL_TLSv1_3, NULL, NULL,
-		    7200, CLIENT_CERT_NONE, 0 },
+		    7200, CLIENT_CERT_NONE, 100 },
 		{ "tls-protocols tlsv1.3\n", TLS_PROTOCOL_TLSv1_3, NULL, NULL,
-		    7200, CLIENT_CERT_NONE, 0 },
+		    7200, CLIENT_CERT_NONE, 100 },
 		{ "tls-protocols secure\n", TLS_PROTOCOLS_DEFAULT, NULL, NULL,
-		    7200, CLIENT_CERT_NONE, 0 },
+		    7200, CLIENT_CERT_NONE, 100 },
 		{ "tls-protocols \"tlsv1.1,tlsv1.2\"\n",
 		    TLS_PROTOCOL_TLSv1_1 | TLS_PROTOCOL_TLSv1_2, NULL, NULL,
-		    7200, CLIENT_CERT_NONE, 0 },
+		    7200, CLIENT_CERT_NONE, 100 },
 		{ "tls-ciphers compat\ntls-curves X25519,P-256\n",
 		    TLS_PROTOCOLS_DEFAULT, "compat", "X25519,P-256", 7200,
-		    CLIENT_CERT_NONE, 0 },
+		    CLIENT_CERT_NONE, 100 },
 		{ "tls-ciphers ECDHE-ECDSA-AES128-GCM-SHA256:HIGH:!aNULL\n",
 		    TLS_PROTOCOLS_DEFAULT,
 		    "ECDHE-ECDSA-AES128-GCM-SHA256:HIGH:!aNULL", NULL, 7200,
-		    CLIENT_CERT_NONE, 0 },
+		    CLIENT_CERT_NONE, 100 },
 		{ "tls-session-lifetime off\n", TLS_PROTOCOLS_DEFAULT, NULL,
-		    NULL, 0, CLIENT_CERT_NONE, 0 },
+		    NULL, 0, CLIENT_CERT_NONE, 100 },
 		{ "tls-session-lifetime 4s\n", TLS_PROTOCOLS_DEFAULT, NULL,
-		    NULL, 4, CLIENT_CERT_NONE, 0 },
+		    NULL, 4, CLIENT_CERT_NONE, 100 },
 		{ "tls-session-lifetime 24h\n", TLS_PROTOCOLS_DEFAULT, NULL,
-		    NULL, 86400, CLIENT_CERT_NONE, 0 },
+		    NULL, 86400, CLIENT_CERT_NONE, 100 },
 		{ "tls-session-lifetime 90.9\n", TLS_PROTOCOLS_DEFAULT, NULL,
-		    NULL, 90, CLIENT_CERT_NONE, 0 },
+		    NULL, 90, CLIENT_CERT_NONE, 100 },
 		{ "tls-client-cert optional\ntls-client-ca @D@/ca.pem\n",
 		    TLS_PROTOCOLS_DEFAULT, NULL, NULL, 7200,
-		    CLIENT_CERT_OPTIONAL, 0 },
+		    CLIENT_CERT_OPTIONAL, 100 },
 		{ "tls-client-ca @D@/ca.pem\ntls-client-cert required\n",
 		    TLS_PROTOCOLS_DEFAULT, NULL, NULL, 7200,
-		    CLIENT_CERT_REQUIRED, 0 },
+		    CLIENT_CERT_REQUIRED, 100 },
 		{ "tls-client-cert none\n", TLS_PROTOCOLS_DEFAULT, NULL, NULL,
-		    7200, CLIENT_CERT_NONE, 0 },
+		    7200, CLIENT_CERT_NONE, 100 },
 		{ "max-sessions-per-ip 0\n", TLS_PROTOCOLS_DEFAULT, NULL, NULL,
 		    7200, CLIENT_CERT_NONE, 0 },
 		{ "max-sessions-per-ip 16\n", TLS_PROTOCOLS_DEFAULT, NULL, NULL,
@@ -884,6 +895,48 @@ test_listenless(void **state)
 		fail_msg("%s", errbuf);
 	assert_int_equal(c->nlistens, 0);
 	conf_free(c);
+}
+
+/* max-sessions-per-ip: unset, a tenth of max-sessions (rounded up, at
+ * least 10) wherever max-sessions is written; set, what is written,
+ * 0 for no limit. per-ip-ipv6-prefix: 64 unless set. */
+static void
+test_per_ip(void **state)
+{
+	static const struct {
+		const char	*text;		/* after BASE */
+		int		 per_ip;
+		int		 prefix;
+	} cases[] = {
+		{ "", 100, 64 },
+		{ "max-sessions 2000\n", 200, 64 },
+		{ "max-sessions 1001\n", 101, 64 },
+		{ "max-sessions 99\n", 10, 64 },
+		{ "max-sessions 4\n", 10, 64 },
+		{ "max-sessions-per-ip 0\n", 0, 64 },
+		{ "max-sessions-per-ip 3\nmax-sessions 5000\n", 3, 64 },
+		{ "max-sessions 5000\nmax-sessions-per-ip 3\n", 3, 64 },
+		{ "per-ip-ipv6-prefix 48\n", 100, 48 },
+		{ "per-ip-ipv6-prefix 128\nmax-sessions-per-ip 2\n", 2, 128 },
+	};
+	char text[1024];
+	struct conf *c;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		snprintf(text, sizeof(text), "%s%s", BASE, cases[i].text);
+		if ((c = load(text)) == NULL)
+			fail_msg("case %zu: %s", i, errbuf);
+		if (c->max_sessions_per_ip != cases[i].per_ip ||
+		    c->per_ip_ipv6_prefix != cases[i].prefix)
+			fail_msg("case %zu: per-ip %d /%d, wanted %d /%d", i,
+			    c->max_sessions_per_ip, c->per_ip_ipv6_prefix,
+			    cases[i].per_ip, cases[i].prefix);
+		conf_free(c);
+	}
+	assert_int_equal(conf_default_per_ip(1), 10);
+	assert_int_equal(conf_default_per_ip(1000000), 100000);
 }
 
 /* Each OCSP staple belongs to the pair just before it. */
@@ -1237,6 +1290,7 @@ main(void)
 		cmocka_unit_test(test_backend_exec_proxy),
 		cmocka_unit_test(test_tls_directives),
 		cmocka_unit_test(test_listenless),
+		cmocka_unit_test(test_per_ip),
 		cmocka_unit_test(test_ocsp_staple),
 		cmocka_unit_test(test_key_modes),
 		cmocka_unit_test(test_missing_file),

@@ -189,6 +189,103 @@ test_limits(void **state)
 	ledger_free(l);
 }
 
+/* masked_key: the key of text counted per /prefix. */
+static void
+masked_key(const char *text, int prefix, uint8_t k[LEDGER_KEY_SIZE])
+{
+	struct sockaddr_storage ss;
+
+	sockaddr_of(text, &ss);
+	assert_true(ledger_key_sockaddr((struct sockaddr *)&ss, k));
+	ledger_key_mask(k, prefix);
+}
+
+/* An IPv6 client counts per network (its host picks any address in its
+ * /64); IPv4, native or mapped, per address whatever the prefix. */
+static void
+test_mask(void **state)
+{
+	static const struct {
+		const char	*a, *b;
+		int		 prefix;
+		bool		 same;
+		const char	*shown;		/* a's key as logged */
+	} cases[] = {
+		{ "2001:db8:1:2::5", "2001:db8:1:2:ffff:1:2:3", 64, true,
+		    "2001:db8:1:2::/64" },
+		{ "2001:db8:1:2::5", "2001:db8:1:3::5", 64, false,
+		    "2001:db8:1:2::/64" },
+		{ "2001:db8:1:2::5", "2001:db8:1:2::6", 128, false,
+		    "2001:db8:1:2::5" },
+		{ "2001:db8:1:2:8000::", "2001:db8:1:2::", 65, false,
+		    "2001:db8:1:2:8000::/65" },
+		{ "2001:db8:1:2:7fff::", "2001:db8:1:2::", 65, true,
+		    "2001:db8:1:2::/65" },
+		{ "2001:db8:1:3::", "2001:db8:1:2::", 63, true,
+		    "2001:db8:1:2::/63" },
+		{ "2001:db8:aa::1", "2001:db8:bb::1", 32, true,
+		    "2001:db8::/32" },
+		{ "8000::1", "::1", 1, false, "8000::/1" },
+		{ "192.0.2.1", "::ffff:192.0.2.1", 64, true, "192.0.2.1" },
+		{ "::ffff:192.0.2.1", "::ffff:192.0.2.2", 64, false,
+		    "192.0.2.1" },
+		{ "192.0.2.1", "192.0.2.2", 1, false, "192.0.2.1" },
+		{ "::1", "::2", 64, true, "::/64" },
+	};
+	uint8_t a[LEDGER_KEY_SIZE], b[LEDGER_KEY_SIZE];
+	char shown[LEDGER_KEY_TEXT_MAX];
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		masked_key(cases[i].a, cases[i].prefix, a);
+		masked_key(cases[i].b, cases[i].prefix, b);
+		if ((memcmp(a, b, sizeof(a)) == 0) != cases[i].same)
+			fail_msg("%s vs %s per /%d: expected %s", cases[i].a,
+			    cases[i].b, cases[i].prefix,
+			    cases[i].same ? "same" : "different");
+		ledger_key_format(a, cases[i].prefix, shown, sizeof(shown));
+		if (strcmp(shown, cases[i].shown) != 0)
+			fail_msg("%s per /%d shown as %s, wanted %s",
+			    cases[i].a, cases[i].prefix, shown,
+			    cases[i].shown);
+	}
+	masked_key("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", 128, a);
+	ledger_key_format(a, 128, shown, sizeof(shown));
+	assert_string_equal(shown, "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff");
+	masked_key("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", 127, a);
+	ledger_key_format(a, 127, shown, sizeof(shown));
+	assert_string_equal(shown,
+	    "ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe/127");
+}
+
+/* A limit per /64 holds for the network, not for each address in it. */
+static void
+test_limit_per_network(void **state)
+{
+	uint8_t k[LEDGER_KEY_SIZE];
+	struct ledger *l;
+	unsigned n = 0;
+	char text[64];
+	int i;
+
+	(void)state;
+	assert_non_null(l = ledger_new(1, 100));
+	for (i = 1; i <= 2; i++) {
+		snprintf(text, sizeof(text), "2001:db8:7:7::%x", i);
+		masked_key(text, 64, k);
+		assert_int_equal(ledger_peer_take(l, k, 2, &n), 0);
+	}
+	masked_key("2001:db8:7:7:dead:beef:0:1", 64, k);
+	assert_int_equal(ledger_peer_take(l, k, 2, &n), -1);
+	assert_int_equal(n, 2);
+	assert_int_equal(ledger_peers(l), 1);
+	masked_key("2001:db8:7:8::1", 64, k);
+	assert_int_equal(ledger_peer_take(l, k, 2, &n), 0);
+	assert_int_equal(ledger_peers(l), 2);
+	ledger_free(l);
+}
+
 static void
 key_of(int i, uint8_t k[LEDGER_KEY_SIZE])
 {
@@ -433,6 +530,8 @@ main(void)
 		cmocka_unit_test(test_bad_keys),
 		cmocka_unit_test(test_counts),
 		cmocka_unit_test(test_limits),
+		cmocka_unit_test(test_mask),
+		cmocka_unit_test(test_limit_per_network),
 		cmocka_unit_test(test_many),
 		cmocka_unit_test(test_churn),
 		cmocka_unit_test(test_full),
