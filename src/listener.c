@@ -1,5 +1,6 @@
 /* listener.c — accept connections and hand them to sessions, within the
- * limits: max-sessions, max-sessions-per-ip, and a pause on EMFILE. */
+ * limits: max-sessions, max-sessions-per-ip, and a pause when accept()
+ * runs out of something (EMFILE, ENOBUFS, ...). */
 #include "listener.h"
 
 #include <errno.h>
@@ -26,6 +27,10 @@
  * that a flood cannot starve established sessions. */
 #define ACCEPT_BATCH	32
 #define LISTEN_BACKLOG	511
+/* accept() failing for want of resources: seconds without accepting,
+ * and at most one log line per ACCEPT_LOG_EVERY seconds about it. */
+#define ACCEPT_PAUSE		1.0
+#define ACCEPT_LOG_EVERY	60.0
 
 struct listener {
 	ev_io		 w;
@@ -374,19 +379,81 @@ popsd_session_closed(struct popsd *d)
 		ev_break(d->loop, EVBREAK_ALL);
 }
 
-static void
-pause_accepting(struct popsd *d)
+/*
+ * gone_already: accept() errors that are about one connection, which is
+ * gone with it: Linux passes a pending network error of the new
+ * connection on (accept(2), "Error handling"), and a firewall may refuse
+ * it (EPERM). The next connection in the queue may be fine, so accepting
+ * goes on.
+ */
+static bool
+gone_already(int e)
 {
+	switch (e) {
+	case ECONNABORTED: case EPROTO: case EPERM: case ENETDOWN:
+	case ENOPROTOOPT: case EHOSTDOWN: case ENONET: case EHOSTUNREACH:
+	case EOPNOTSUPP: case ENETUNREACH: case ETIMEDOUT:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/*
+ * pause_accepting: accept() failed for want of something (descriptors,
+ * buffers, memory) or for a reason we do not know: the connection stays
+ * in the queue and the listener stays readable, so trying again at once
+ * would spin. Every listener stops for ACCEPT_PAUSE seconds; the waiting
+ * clients stay in the listen queue. A shortage that lasts pauses again
+ * every ACCEPT_PAUSE, and is logged once per ACCEPT_LOG_EVERY with the
+ * number of pauses in between, so it cannot flood the log either.
+ */
+static void
+pause_accepting(struct listener *l, int e)
+{
+	struct popsd *d = l->d;
+	ev_tstamp now = ev_now(d->loop);
+	char more[64] = "";
 	int i;
 
 	if (d->accept_paused)
 		return;
-	log_warnx("out of file descriptors: pausing accept for 1s");
+	if (d->accept_logged_at != 0 &&
+	    now - d->accept_logged_at < ACCEPT_LOG_EVERY)
+		d->accept_unlogged++;
+	else {
+		if (d->accept_unlogged > 0)
+			snprintf(more, sizeof(more), " (paused %u more time%s "
+			    "since the last report)", d->accept_unlogged,
+			    d->accept_unlogged == 1 ? "" : "s");
+		if (e == EMFILE || e == ENFILE)
+			log_warnx("out of file descriptors: pausing accept for "
+			    "%.0fs%s", ACCEPT_PAUSE, more);
+		else
+			log_warnx("accept on %s: %s: pausing accept for %.0fs%s",
+			    l->text, strerror(e), ACCEPT_PAUSE, more);
+		d->accept_logged_at = now;
+		d->accept_unlogged = 0;
+		d->accept_failing = true;
+	}
 	for (i = 0; i < d->nlisteners; i++)
 		listener_stop(d->listeners[i]);
 	d->accept_paused = true;
-	ev_timer_set(&d->accept_resume, 1.0, 0);
+	ev_timer_set(&d->accept_resume, ACCEPT_PAUSE, 0);
 	ev_timer_start(d->loop, &d->accept_resume);
+}
+
+/* accepted_again: said once after a logged pause, so that the log shows
+ * the end of the trouble as well as its start. */
+static void
+accepted_again(struct listener *l)
+{
+	struct popsd *d = l->d;
+
+	if (!d->accept_failing)
+		return;
+	d->accept_failing = false;
+	log_info("accept on %s works again", l->text);
 }
 
 static void
@@ -408,15 +475,18 @@ accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 		fd = accept4(l->fd, (struct sockaddr *)&ss, &sl,
 		    SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd == -1) {
-			if (errno == EMFILE || errno == ENFILE) {
-				/* Spinning on a readable listener we cannot
-				 * accept from would burn a core: back off. */
-				pause_accepting(l->d);
-			} else if (errno != EAGAIN && errno != EWOULDBLOCK &&
-			    errno != EINTR && errno != ECONNABORTED)
-				log_warn("accept on %s", l->text);
+			if (errno == EAGAIN || errno == EWOULDBLOCK ||
+			    errno == EINTR)
+				return;
+			if (gone_already(errno)) {
+				log_debug("accept on %s: %s", l->text,
+				    strerror(errno));
+				continue;
+			}
+			pause_accepting(l, errno);
 			return;
 		}
+		accepted_again(l);
 		admit(l, fd, (struct sockaddr *)&ss, sl);
 	}
 }

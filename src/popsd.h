@@ -46,8 +46,11 @@ struct popsd {
 	struct listener		**listeners;
 	int			 nlisteners;
 	struct metrics_http	*metrics_http;	/* metrics-listen, or NULL */
-	bool			 accept_paused;	/* EMFILE/ENFILE back-off */
+	bool			 accept_paused;	/* accept() failing: back-off */
 	ev_timer		 accept_resume;
+	ev_tstamp		 accept_logged_at; /* last pause logged, or 0 */
+	unsigned		 accept_unlogged; /* pauses since, not logged */
+	bool			 accept_failing; /* logged, no accept since */
 	bool			 draining;	/* SIGTERM: no new sessions */
 	ev_timer		 drain_timer;
 };

@@ -13,9 +13,13 @@ the backend connection, and popsd keeps serving other sessions."""
 import contextlib
 import os
 import poplib
+import re
+import shutil
 import signal
 import socket
 import ssl
+import subprocess
+import tempfile
 import threading
 import time
 
@@ -586,3 +590,75 @@ def test_fd_exhaustion_burst_pauses_and_recovers(popsd, certs, monkeypatch):
         assert p.alive()
     finally:
         be.close()
+
+
+# ---------------------------------------------------------------- accept() failing
+
+ACCEPT_FAULT_C = os.path.join(os.path.dirname(__file__), "accept_fault.c")
+
+
+def sanitized():
+    with open(H.popsd_binary(), "rb") as f:
+        return b"__asan_init" in f.read()
+
+
+@pytest.mark.skipif(shutil.which("cc") is None, reason="needs a C compiler (gcc)")
+def test_accept_enobufs_pauses_rate_limits_and_recovers(popsd, tmp_path, monkeypatch):
+    """accept() failing with ENOBUFS (an LD_PRELOAD shim, tests/scenario/
+    accept_fault.c, fails it while a flag file exists, leaving the
+    connection queued and the socket readable): popsd stops accepting for
+    a second at a time instead of calling accept() in a loop, says so in
+    one log line (not one per call or per pause), and once accept() works
+    again serves the client that waited in the queue and logs that."""
+    shim = str(tmp_path / "accept_fault.so")
+    r = subprocess.run(["cc", "-shared", "-fPIC", "-O2", "-o", shim, ACCEPT_FAULT_C, "-ldl"],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout
+    # popsd drops to an unprivileged user: the flag and counter live
+    # where it can still see and write them.
+    pub = tempfile.mkdtemp(prefix="popsd-accept.")
+    try:
+        os.chmod(pub, 0o755)
+        flag, count = os.path.join(pub, "fault"), os.path.join(pub, "calls")
+        with open(count, "w"):
+            pass
+        os.chmod(count, 0o666)
+        env = [f"LD_PRELOAD={shim}", f"POPSD_ACCEPT_FAULT={flag}",
+               f"POPSD_ACCEPT_FAULT_COUNT={count}"]
+        if sanitized():     # the shim comes before the ASan runtime
+            env.append("ASAN_OPTIONS=" + os.environ.get("ASAN_OPTIONS", "") +
+                       ":verify_asan_link_order=0")
+        monkeypatch.setenv("POPSD_WRAPPER", "env " + " ".join(env) + " " +
+                           os.environ.get("POPSD_WRAPPER", ""))
+        be = fakepop.Greeter()
+        try:
+            p = popsd(backend_addr=be.address, pop3=True, pop3s=False)
+            with socket.create_connection(("127.0.0.1", p.pop3_port), timeout=10) as s:
+                assert s.makefile("rb").readline().startswith(b"+OK")   # shim loaded, idle
+
+            def calls():
+                return os.path.getsize(count)
+            mark = len(p.log())
+            open(flag, "w").close()
+            t_on = time.monotonic()
+            waiting = socket.create_connection(("127.0.0.1", p.pop3_port), timeout=10)
+            # A persistent failure: a pause, then a call, a second apart.
+            H.wait_until(lambda: calls() >= 4, 30, "four accept() calls")
+            n, elapsed = calls(), time.monotonic() - t_on
+            print(f"accept() failing: {n} calls in {elapsed:.1f}s")
+            assert n <= 2 * elapsed + 3, f"{n} accept() calls in {elapsed:.1f}s: spinning"
+            assert re.search(rf"accept on 127\.0\.0\.1:{p.pop3_port}: No buffer space "
+                             rf"available: pausing accept for 1s", p.log()[mark:]), p.log()
+            lines = [l for l in p.log()[mark:].splitlines() if "accept" in l]
+            assert len(lines) == 1, lines       # rate-limited: one line, not one a pause
+            os.unlink(flag)
+            waiting.settimeout(15)
+            assert waiting.makefile("rb").readline().startswith(b"+OK"), p.log()
+            waiting.close()
+            H.wait_until(lambda: re.search(rf"accept on 127\.0\.0\.1:{p.pop3_port} works "
+                                           rf"again", p.log()), 10, "the recovery log")
+            assert p.alive()
+        finally:
+            be.close()
+    finally:
+        shutil.rmtree(pub, ignore_errors=True)
