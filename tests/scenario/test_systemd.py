@@ -448,6 +448,10 @@ def test_notify_ready_reload_stopping(procs, tmp_path, certs, backend, abstract)
         assert m["STATUS"].startswith("reload failed, kept the running configuration")
         d.wait_log(r"reload failed, keeping the running configuration: .*Permission denied")
         pop3s_session(port, certs)
+        # The client is done before its worker has seen the close: wait
+        # for both sessions' summary lines, or the drain may count one.
+        H.wait_until(lambda: len(re.findall(r"^session=.* reason=", d.log(), re.M)) >= 2,
+                     10, "two session summary lines")
 
         d.proc.send_signal(signal.SIGTERM)
         m = fields(ns.wait_for(lambda m: "STOPPING=1" in m.split("\n"), "STOPPING=1"))
