@@ -10,14 +10,14 @@ MANDIR  ?= $(PREFIX)/share/man
 DESTDIR ?=
 
 CC      ?= cc
-PKGS     = libtls
+PKGS     = libtls libcrypto
 CPPFLAGS += -D_GNU_SOURCE -D_FORTIFY_SOURCE=2 $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c11 -Wall -Wextra -Wshadow -Wpointer-arith -Wstrict-prototypes \
            -Wmissing-prototypes -Wformat=2 -fstack-protector-strong -fPIE \
            -fno-strict-aliasing
 LDFLAGS += -pie -Wl,-z,relro -Wl,-z,now -Wl,-z,noexecstack
-LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -ltls) -lev
+LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -ltls -lcrypto) -lev
 
 BUILD   ?= build
 SRCS     = $(wildcard src/*.c)

@@ -1,7 +1,7 @@
 /*
- * libtls_shim.c — two behaviours popsd needs that Debian 12's libtls
- * (libretls 3.7.0 on OpenSSL 3) gets wrong or does not expose. Each is a
- * thin wrapper around one OpenSSL function that libtls calls; the dynamic
+ * libtls_shim.c — three behaviours popsd needs that Debian 12's libtls
+ * (libretls 3.7.0 on OpenSSL 3) gets wrong or does not expose, from thin
+ * wrappers around two OpenSSL functions that libtls calls; the dynamic
  * linker binds libtls' calls to popsd's definitions (the executable is
  * searched first), and they forward to OpenSSL's (dlsym RTLD_NEXT).
  * Measured with tests/bench (make bench).
@@ -22,12 +22,27 @@
  *    SSL_new() is wrapped to set it on each new connection (bench: 34 ->
  *    18 KiB RSS per idle TLS session; bulk CPU unchanged).
  *
- * Under a libtls that does both itself, or on LibreSSL, the wrappers
- * change nothing harmful (1 is success there too; the mode is idempotent).
- * Remove them once the libtls popsd is built against does this itself.
+ * 3. Age of renewed tickets. Each resumption gets a fresh ticket (1), and
+ *    OpenSSL 3.0 dates a TLS 1.3 ticket from the handshake that issued it,
+ *    resumed or not, so a client that resumes within every lifetime never
+ *    makes a full handshake again. Where libtls sets its ticket key
+ *    callback, the context also gets session ticket callbacks that put
+ *    the time of the full handshake into each ticket (application data,
+ *    encrypted with it) and carry it into renewed ones, and resume a
+ *    ticket only while that time is within the context's session lifetime
+ *    (tls-session-lifetime) of now; otherwise a full handshake, as for a
+ *    ticket that does not decrypt. TLS 1.2 keeps the session's own time,
+ *    and this agrees with it.
+ *
+ * Under a libtls that does these itself, or on LibreSSL, the wrappers
+ * change nothing harmful (1 is success there too; the mode is idempotent;
+ * the ticket callbacks are only set where the library has them). Remove
+ * them once the libtls popsd is built against does this itself.
  */
 #include <dlfcn.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <time.h>
 
 #define SSL_CTRL_SET_TLSEXT_TICKET_KEY_CB	72	/* <openssl/ssl.h> */
 
@@ -88,6 +103,124 @@ SSL_new(void *ctx)
 	return ssl;
 }
 
+/*
+ * 3. The session ticket callbacks (SSL_CTX_set_session_ticket_cb(3)).
+ * A stamp is the ticket's application data: a version byte, then the
+ * time of the full handshake (seconds since the epoch, big-endian).
+ */
+#define SSL_TICKET_SUCCESS		5	/* <openssl/ssl.h> */
+#define SSL_TICKET_SUCCESS_RENEW	6
+#define SSL_TICKET_RETURN_IGNORE_RENEW	2
+#define SSL_TICKET_RETURN_USE		3
+#define SSL_TICKET_RETURN_USE_RENEW	4
+
+#define STAMP_VERSION	1
+#define STAMP_SIZE	9
+
+typedef int (*gen_ticket_fn)(void *, void *);
+typedef int (*dec_ticket_fn)(void *, void *, const unsigned char *, size_t,
+    int, void *);
+
+static struct {
+	int	(*set_cb)(void *, gen_ticket_fn, dec_ticket_fn, void *);
+	int	(*set_appdata)(void *, const void *, size_t);
+	int	(*get_appdata)(void *, void **, size_t *);
+	void	*(*get_session)(const void *);
+	void	*(*get_ctx)(const void *);
+	long	(*get_timeout)(const void *);
+} ossl;
+
+/* ticket_api: OpenSSL's session ticket functions, looked up once; 0, or
+ * -1 if this library has not all of them. */
+static int
+ticket_api(void)
+{
+	static int found;
+
+#define FIND(f, name) \
+	((ossl.f = (__typeof__(ossl.f))dlsym(RTLD_NEXT, name)) != NULL)
+	if (found == 0)
+		found = FIND(set_cb, "SSL_CTX_set_session_ticket_cb") &&
+		    FIND(set_appdata, "SSL_SESSION_set1_ticket_appdata") &&
+		    FIND(get_appdata, "SSL_SESSION_get0_ticket_appdata") &&
+		    FIND(get_session, "SSL_get_session") &&
+		    FIND(get_ctx, "SSL_get_SSL_CTX") &&
+		    FIND(get_timeout, "SSL_CTX_get_timeout") ? 1 : -1;
+#undef FIND
+	return found == 1 ? 0 : -1;
+}
+
+/* stamp_time: the full handshake's time from sess's stamp; 0 or -1 if it
+ * has none (a ticket from before stamps, or not from popsd). */
+static int
+stamp_time(void *sess, int64_t *t)
+{
+	const unsigned char *p;
+	void *data;
+	size_t len;
+	uint64_t v = 0;
+	int i;
+
+	if (ossl.get_appdata(sess, &data, &len) != 1 || data == NULL ||
+	    len != STAMP_SIZE || (p = data)[0] != STAMP_VERSION)
+		return -1;
+	for (i = 1; i < STAMP_SIZE; i++)
+		v = v << 8 | p[i];
+	*t = (int64_t)v;
+	return 0;
+}
+
+/*
+ * ticket_gen: a ticket is about to be made for ssl's session. A resumed
+ * session kept the stamp of the ticket it came from (its application
+ * data); any other is from a full handshake now. Always 1: a session
+ * whose stamp could not be set is not resumed, and the connection goes on.
+ */
+static int
+ticket_gen(void *ssl, void *arg)
+{
+	unsigned char stamp[STAMP_SIZE];
+	uint64_t now = (uint64_t)time(NULL);
+	void *sess = ossl.get_session(ssl);
+	int64_t t;
+	int i;
+
+	(void)arg;
+	if (sess == NULL || stamp_time(sess, &t) == 0)
+		return 1;
+	stamp[0] = STAMP_VERSION;
+	for (i = STAMP_SIZE - 1; i > 0; i--, now >>= 8)
+		stamp[i] = (unsigned char)now;
+	(void)ossl.set_appdata(sess, stamp, sizeof(stamp));
+	return 1;
+}
+
+/*
+ * ticket_dec: a ticket was decrypted (or not: status says). Resume only
+ * a stamped session whose full handshake is no more than the session
+ * lifetime ago (or ahead: another host's clock); otherwise a full
+ * handshake and a new ticket, as OpenSSL does for a ticket that does not
+ * decrypt.
+ */
+static int
+ticket_dec(void *ssl, void *sess, const unsigned char *name, size_t namelen,
+    int status, void *arg)
+{
+	int64_t t, now = (int64_t)time(NULL), lifetime;
+
+	(void)name;
+	(void)namelen;
+	(void)arg;
+	if (status != SSL_TICKET_SUCCESS && status != SSL_TICKET_SUCCESS_RENEW)
+		return SSL_TICKET_RETURN_IGNORE_RENEW;
+	lifetime = ossl.get_timeout(ossl.get_ctx(ssl));
+	if (sess == NULL || stamp_time(sess, &t) == -1 ||
+	    now - t > lifetime || t - now > lifetime)
+		return SSL_TICKET_RETURN_IGNORE_RENEW;
+	return status == SSL_TICKET_SUCCESS ? SSL_TICKET_RETURN_USE :
+	    SSL_TICKET_RETURN_USE_RENEW;
+}
+
 long
 SSL_CTX_callback_ctrl(void *ctx, int cmd, void (*fp)(void))
 {
@@ -103,6 +236,15 @@ SSL_CTX_callback_ctrl(void *ctx, int cmd, void (*fp)(void))
 	    libtls_ticket_cb == (ticket_cb_fn)fp)) {
 		libtls_ticket_cb = (ticket_cb_fn)fp;
 		fp = (void (*)(void))ticket_cb;
+		/* Without the callbacks (LibreSSL; OpenSSL before 1.1.1)
+		 * there is no TLS 1.3 resumption, and a renewed TLS 1.2
+		 * ticket keeps its session's time. Where they are, failing
+		 * to set them fails libtls' configure ("failed to set
+		 * ticket callback"): tickets without an age limit are worse
+		 * than none. */
+		if (ticket_api() == 0 &&
+		    ossl.set_cb(ctx, ticket_gen, ticket_dec, NULL) != 1)
+			return 0;
 	}
 	return real(ctx, cmd, fp);
 }

@@ -14,6 +14,12 @@
 #include <string.h>
 #include <tls.h>
 
+/* The only OpenSSL header popsd includes: SHA-256 for the session id
+ * context. libtls has no digest; the libcrypto under it has (EVP_MD_CTX_new
+ * and EVP_Digest*: OpenSSL 1.1 and 3, LibreSSL), and a digest of popsd's
+ * own would be crypto code to maintain. */
+#include <openssl/evp.h>
+
 #include "conf.h"
 #include "log.h"
 
@@ -137,10 +143,76 @@ new_key(struct ticket_keys *tk, char *err, size_t errsz)
 	return 0;
 }
 
+/* digest_field: a length, then the bytes: no two lists of fields give
+ * the same input. */
+static int
+digest_field(EVP_MD_CTX *md, const void *p, size_t len)
+{
+	uint8_t n[8];
+	int i;
+
+	for (i = 0; i < 8; i++)
+		n[i] = (uint8_t)((uint64_t)len >> (56 - 8 * i));
+	return EVP_DigestUpdate(md, n, sizeof(n)) == 1 &&
+	    (len == 0 || EVP_DigestUpdate(md, p, len) == 1) ? 0 : -1;
+}
+
 /*
- * set_resumption: session lifetime, the process-wide session id context,
- * and every ticket key oldest first (libtls encrypts with the last added
- * and decrypts with any of its four).
+ * set_session_id: the TLS session id context for c: SHA-256 of base (the
+ * same for every context whose sessions are to resume in the others) and
+ * of what a full handshake checks but a resumed one does not: the client
+ * certificate mode, the CA bytes it verifies with, and the cipher list (a
+ * TLS 1.2 session resumes with its cipher if the client still offers it,
+ * whatever the server's list). OpenSSL resumes only sessions of the same
+ * context, so after a reload that changes any of these every client makes
+ * one full handshake under the new policy: a ticket from before
+ * "tls-client-cert required" does not resume without a certificate. A
+ * function of the configuration: workers, which reload each on its own,
+ * agree. 0, or -1 with the reason in err.
+ */
+static int
+set_session_id(struct tls_config *cfg, const struct conf *c,
+    const void *base, size_t baselen, char *err, size_t errsz)
+{
+	static const char label[] = "popsd session id context 1";
+	const char *ciphers = c->tls_ciphers != NULL ? c->tls_ciphers :
+	    TLSCONF_DEFAULT_CIPHERS;
+	bool ca = c->tls_client_cert != CLIENT_CERT_NONE;
+	uint8_t mode = (uint8_t)c->tls_client_cert;
+	uint8_t sid[TICKET_SESSION_ID_SIZE];
+	unsigned int len = 0;
+	EVP_MD_CTX *md;
+	int ok;
+
+	if ((md = EVP_MD_CTX_new()) == NULL) {
+		snprintf(err, errsz, "session id context: out of memory");
+		return -1;
+	}
+	ok = EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1 &&
+	    digest_field(md, label, sizeof(label) - 1) == 0 &&
+	    digest_field(md, base, baselen) == 0 &&
+	    digest_field(md, &mode, sizeof(mode)) == 0 &&
+	    digest_field(md, ca ? c->tls_client_ca : NULL,
+	    ca ? c->tls_client_ca_len : 0) == 0 &&
+	    digest_field(md, ciphers, strlen(ciphers)) == 0 &&
+	    EVP_DigestFinal_ex(md, sid, &len) == 1 && len == sizeof(sid);
+	EVP_MD_CTX_free(md);
+	if (!ok) {
+		snprintf(err, errsz, "session id context: SHA-256 failed");
+		return -1;
+	}
+	if (tls_config_set_session_id(cfg, sid, sizeof(sid)) == -1) {
+		snprintf(err, errsz, "session id context: %s",
+		    tls_config_error(cfg));
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * set_resumption: session lifetime, the session id context (see
+ * set_session_id), and every ticket key oldest first (libtls
+ * encrypts with the last added and decrypts with any of its four).
  */
 static int
 set_resumption(struct tls_config *cfg, const struct conf *c,
@@ -160,9 +232,10 @@ set_resumption(struct tls_config *cfg, const struct conf *c,
 	}
 	if (tk->n == 0 && new_key(tk, err, errsz) == -1)
 		return -1;
-	if (tls_config_set_session_lifetime(cfg, c->tls_session_lifetime) == -1 ||
-	    tls_config_set_session_id(cfg, tk->session_id,
-	    sizeof(tk->session_id)) == -1)
+	if (set_session_id(cfg, c, tk->session_id, sizeof(tk->session_id),
+	    err, errsz) == -1)
+		return -1;
+	if (tls_config_set_session_lifetime(cfg, c->tls_session_lifetime) == -1)
 		goto fail;
 	for (i = 0; i < tk->n; i++)
 		if (tls_config_add_ticket_key(cfg, tk->rev[i], tk->key[i],

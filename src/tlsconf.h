@@ -11,9 +11,12 @@
  * Session tickets (RFC 5077, and TLS 1.3 resumption) are encrypted with
  * keys popsd makes itself (getrandom) and keeps in a struct ticket_keys in
  * the daemon's state. Every server context gets all of them, so a ticket
- * issued before a reload still resumes after it; a timer adds a new key
- * every quarter of tls-session-lifetime and the oldest of the four falls
- * out, so no key lives longer than the lifetime.
+ * issued before a reload still resumes after it, unless the reload changed
+ * the client certificate policy or the ciphers (the session id context is
+ * derived from them); a timer adds a new key every quarter of
+ * tls-session-lifetime and the oldest of the four falls out, so no key
+ * lives longer than the lifetime. (How long a chain of renewed tickets
+ * resumes is libtls_shim.c's.)
  */
 #ifndef POPSD_TLSCONF_H
 #define POPSD_TLSCONF_H
@@ -37,8 +40,9 @@ struct ticket_keys {
 	uint32_t	rev[TICKET_KEYS];	/* libtls key names */
 	int		n;
 	uint32_t	last_rev;
-	/* The TLS session id context: the same for every server context of
-	 * this process, or tickets from before a reload would not match. */
+	/* Random, the same for every server context of this process: what
+	 * the TLS session id context is derived from, with the policy a
+	 * resumed session must share (tlsconf.c, set_session_id). */
 	uint8_t		session_id[TICKET_SESSION_ID_SIZE];
 	bool		have_session_id;
 };
@@ -57,8 +61,10 @@ struct tls_server {
  * certificate and key pairs (the first is the default; the others are
  * chosen by SNI) each with its OCSP staple, the tls-* policy, client
  * certificate verification, and, when c->tls_session_lifetime > 0, the
- * session lifetime and every key of tk (making the first key if tk has
- * none). Key material is wiped from the config once the context holds it.
+ * session lifetime, every key of tk (making the first key if tk has none)
+ * and a session id context from tk's random id and c's client certificate
+ * mode, CA and ciphers: a session resumes only under the same ones. Key
+ * material is wiped from the config once the context holds it.
  * Returns NULL with the reason in err.
  */
 struct tls_server *tlsconf_server(const struct conf *c, struct ticket_keys *tk,

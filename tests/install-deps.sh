@@ -10,7 +10,7 @@
 # installed.
 set -eu
 
-PKGS="gcc make pkg-config libtls-dev libev-dev libcmocka-dev
+PKGS="gcc make pkg-config libtls-dev libssl-dev libev-dev libcmocka-dev
 dovecot-core dovecot-pop3d
 python3 python3-pytest
 curl openssl mpop fetchmail socat mandoc

@@ -644,6 +644,137 @@ def test_ticket_key_rotation(tpopsd, set_a, tmp_path):
     assert status == 0 and "New," in out and "Reused," not in out, out
 
 
+def add_conf(p, *lines):
+    with open(p.conf, "a") as f:
+        f.write("".join(line + "\n" for line in lines))
+
+
+def set_conf(p, old, new):
+    with open(p.conf) as f:
+        text = f.read()
+    assert old in text, (old, text)
+    with open(p.conf, "w") as f:
+        f.write(text.replace(old, new))
+
+
+def try_resume(p, ca, version, sess, *args):
+    """s_client offering the session in sess; returns (reused, session line)."""
+    before = len(p.session_lines())
+    _, out = s_client(p.port, version, "-CAfile", ca, "-sess_in", sess, *args)
+    s = last_session(p, before)
+    reused = "Reused," in out
+    assert reused == (s["resumed"] == "yes"), (out, s["_line"])
+    return reused, s
+
+
+@pytest.mark.parametrize("version", ["-tls1_3", "-tls1_2"])
+def test_resumption_bound_to_client_cert_policy(tpopsd, set_a, set_b, tmp_path, version):
+    """issue 13 item 3: a ticket issued without a client certificate does
+    not resume after a reload that requires one (the full handshake is
+    refused), nor does one whose certificate the new tls-client-ca no
+    longer verifies; an unchanged policy still resumes across a reload."""
+    p, _ = tpopsd()
+    sess = str(tmp_path / "s.pem")
+    status, out = s_client(p.port, version, "-CAfile", set_a.ca, "-sess_out", sess)
+    assert status == 0 and os.path.exists(sess), out
+
+    add_conf(p, f"tls-client-ca {set_a.ca}", "tls-client-cert required")
+    reload(p)
+    reused, s = try_resume(p, set_a.ca, version, sess)
+    assert not reused and s["reason"] == "tls-handshake-failed", s["_line"]
+
+    # Under the new policy: a ticket for a certificate that verifies, kept
+    # across a reload that changes nothing, ...
+    cert = str(tmp_path / "cert.pem")
+    status, out = s_client(p.port, version, "-CAfile", set_a.ca, "-sess_out", cert,
+                           *client_args(set_a))
+    assert status == 0 and os.path.exists(cert), out
+    reload(p)
+    reused, s = try_resume(p, set_a.ca, version, cert, *client_args(set_a))
+    assert reused and s["client_cert"].endswith("CN?alice"), s["_line"]
+    # ... but not across one to a CA that does not verify it.
+    set_conf(p, f"tls-client-ca {set_a.ca}", f"tls-client-ca {set_b.ca}")
+    reload(p)
+    reused, s = try_resume(p, set_a.ca, version, cert, *client_args(set_a))
+    assert not reused and s["reason"] == "tls-handshake-failed", s["_line"]
+
+
+def test_resumption_bound_to_ciphers(tpopsd, set_a, tmp_path):
+    """A TLS 1.2 session does not resume with a cipher suite a reload
+    removed (OpenSSL itself checks only the client's list)."""
+    p, _ = tpopsd(extra=["tls-ciphers ECDHE+AESGCM"])
+    sess = str(tmp_path / "s.pem")
+    status, out = s_client(p.port, "-tls1_2", "-CAfile", set_a.ca, "-sess_out", sess)
+    assert status == 0 and os.path.exists(sess) and "AES" in out, out
+    set_conf(p, "tls-ciphers ECDHE+AESGCM", "tls-ciphers ECDHE+CHACHA20")
+    reload(p)
+    reused, s = try_resume(p, set_a.ca, "-tls1_2", sess)
+    assert not reused and "CHACHA20" in s["cipher"], s["_line"]
+
+
+def pop3s_session(p, ctx, session=None):
+    """A pop3s connection offering session (None: none) that reads the
+    greeting, QUITs and reads to EOF, so that TLS 1.3 tickets sent after
+    the handshake arrive. Returns (resumed, the latest session, its
+    session line). Python's ssl keeps a TLS 1.2 ticket renewed on
+    resumption, which s_client -sess_out does not save."""
+    before = len(p.session_lines())
+    raw = socket.create_connection(("127.0.0.1", p.port), timeout=20)
+    with ctx.wrap_socket(raw, server_hostname="localhost", session=session) as c:
+        f = c.makefile("rb")
+        assert f.readline().startswith(b"+OK")
+        c.sendall(b"QUIT\r\n")
+        while f.read1(4096):
+            pass
+        reused, latest = c.session_reused, c.session
+        f.close()
+    s = last_session(p, before)
+    assert reused == (s["resumed"] == "yes"), s["_line"]
+    return reused, latest, s
+
+
+@pytest.mark.parametrize("version", ["TLSv1_3", "TLSv1_2"])
+def test_renewed_tickets_end_at_lifetime(tpopsd, set_a, version):
+    """issue 13 item 3: each resumption renews the ticket, but a chain of
+    renewed tickets resumes only for tls-session-lifetime from its full
+    handshake; then a full handshake starts a new chain."""
+    lifetime = 4        # the least tls-session-lifetime accepts
+    p, _ = tpopsd(extra=[f"tls-session-lifetime {lifetime}s"])
+    ctx = context(set_a.ca)
+    ctx.minimum_version = ctx.maximum_version = getattr(ssl.TLSVersion, version)
+    start = time.time()
+    reused, sess, s = pop3s_session(p, ctx)
+    issued = time.time()
+    assert not reused and sess is not None, s["_line"]
+    # Resume with the latest ticket about once a second: each renewed
+    # ticket is fresh, only the chain gets old. OpenSSL and popsd count
+    # whole seconds: age = now - full handshake, truncated, may not
+    # exceed the lifetime, so the chain ends between start + lifetime
+    # and issued + lifetime + 1.
+    renewed = 0
+    deadline = time.monotonic() + 60
+    while True:
+        assert time.monotonic() < deadline, "the chain took too long to try"
+        due = start + renewed + 1
+        H.wait_until(lambda: time.time() >= due, 5, "the next try")
+        tried = time.time()
+        reused, latest, s = pop3s_session(p, ctx, sess)
+        done = time.time()
+        if not reused:
+            break
+        assert tried <= issued + lifetime + 1, \
+            f"a chain of renewed tickets outlived the lifetime: {s['_line']}"
+        renewed += 1
+        assert latest.id != sess.id, "a resumed session got no renewed ticket"
+        sess = latest
+    assert done >= start + lifetime, \
+        f"the chain ended {done - start:.1f}s after its full handshake: {s['_line']}"
+    assert renewed >= 2, f"only {renewed} renewed tickets tried"
+    # The full handshake that ended the chain gave a ticket that resumes.
+    reused, _, s = pop3s_session(p, ctx, latest)
+    assert reused, s["_line"]
+
+
 # ---------------------------------------------------------------- limits
 
 def raw_connect(port, source="127.0.0.1"):
