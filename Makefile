@@ -45,6 +45,9 @@ $(BUILD):
 $(BUILD)/tests/%: tests/unit/%.c $(LIBOBJS) $(wildcard src/*.h) | $(BUILD)
 	$(CC) $(CPPFLAGS) -Isrc $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIBOBJS) $(LDLIBS) -lcmocka
 
+# It checks libtls_shim.c against OpenSSL's own headers and functions.
+$(BUILD)/tests/test_tls_shim: LDLIBS += -lssl
+
 # Run every unit test program, then fail if any failed.
 unit: $(UNIT_BINS)
 	@fail=0; for t in $(UNIT_BINS); do echo "== $$t"; $$t || fail=1; done; exit $$fail
