@@ -13,6 +13,8 @@
  * AUTH CAPA QUIT STLS NOOP UTF8 LANG. NOOP is a TRANSACTION command, but
  * harmless: the backend's own "-ERR" tells the client so. Everything else
  * that is well formed gets popsd's "-ERR" and never reaches the backend.
+ * An allowed command goes on only with the arguments its syntax allows
+ * (args_ok: none after CAPA, say); anything else is a shield error.
  * Multi-line after "+OK": CAPA, AUTH without argument (the mechanism list
  * some servers give, e.g. Dovecot), LANG without argument (RFC 6856).
  * All else is one line.
@@ -36,7 +38,7 @@
 #define CMD_LINE_MAX	255	/* RFC 2449 §4: a command line, CRLF included */
 #define RESPQ_MAX	32	/* outstanding responses before input stops */
 #define USER_MAX	64	/* sanitized login name kept for the log */
-#define SASL_NAME_MAX	384	/* decoded bytes searched for a SASL identity */
+#define SASL_DATA_MAX	767	/* RFC 4616: 3 fields of 255 octets, 2 NULs */
 
 /* popsd's own replies. */
 #define R_TLS_REQUIRED	"-ERR [AUTH] TLS required: use STLS first " \
@@ -46,6 +48,8 @@
 #define R_TOO_LONG	"-ERR line too long\r\n"
 #define R_BAD_CHAR	"-ERR invalid character in command\r\n"
 #define R_EMPTY		"-ERR empty command\r\n"
+#define R_NO_ARG	"-ERR syntax error: this command takes no argument\r\n"
+#define R_BAD_ARGS	"-ERR syntax error in arguments\r\n"
 #define R_UNKNOWN	"-ERR unknown command or not allowed before login\r\n"
 #define R_STLS_ACTIVE	"-ERR command not permitted when TLS active\r\n"
 #define R_STLS_LATE	"-ERR STLS not permitted after USER, PASS, APOP " \
@@ -128,6 +132,8 @@ struct pop3 {
 	bool			stls_used;
 	enum sasl_mech		mech;
 	bool			sasl_name_next;	/* next SASL data carries the name */
+	bool			failure_counts;	/* a "-ERR" to the pending PASS,
+						 * APOP or AUTH is a failed login */
 	int			errors;
 	int			login_failures;	/* of errors: backend -ERR */
 	int			shield_rejections; /* of errors: malformed */
@@ -279,26 +285,42 @@ b64_value(uint8_t c)
 	return -1;
 }
 
-/* b64_decode: decode base64 text up to its padding or end, at most outsz
- * bytes. Returns the count. Lenient: it only ever feeds a log field. */
-static size_t
-b64_decode(const uint8_t *in, size_t len, uint8_t *out, size_t outsz)
+/*
+ * b64_decode: strict base64 (RFC 4648 §4: whole quartets, padding only at
+ * the end) into out, at most outsz bytes. Returns false for anything else:
+ * a name is only ever taken from data that is well formed.
+ */
+static bool
+b64_decode(const uint8_t *in, size_t len, uint8_t *out, size_t outsz,
+    size_t *outlen)
 {
-	uint32_t acc = 0;
-	size_t i, n = 0;
-	int bits = 0, v;
+	uint32_t acc;
+	size_t i, k, pad, n = 0;
+	int v;
 
-	for (i = 0; i < len && n < outsz; i++) {
-		if ((v = b64_value(in[i])) < 0)
-			break;
-		acc = (acc << 6) | (uint32_t)v;
-		bits += 6;
-		if (bits >= 8) {
-			bits -= 8;
-			out[n++] = (uint8_t)(acc >> bits);
+	if (len % 4 != 0)
+		return false;
+	for (i = 0; i < len; i += 4) {
+		acc = 0;
+		pad = 0;
+		for (k = 0; k < 4; k++) {
+			if (in[i + k] == '=' && i + 4 == len && k >= 2) {
+				pad++;
+				v = 0;
+			} else if (pad > 0 || (v = b64_value(in[i + k])) < 0)
+				return false;
+			acc = (acc << 6) | (uint32_t)v;
 		}
+		if (n + 3 - pad > outsz)
+			return false;
+		out[n++] = (uint8_t)(acc >> 16);
+		if (pad < 2)
+			out[n++] = (uint8_t)(acc >> 8);
+		if (pad < 1)
+			out[n++] = (uint8_t)acc;
 	}
-	return n;
+	*outlen = n;
+	return true;
 }
 
 /* ---- facts for the log ---- */
@@ -309,31 +331,54 @@ record_user(struct pop3 *p, const void *name, size_t len)
 	log_sanitize(p->user, sizeof(p->user), name, len);
 }
 
-/* record_sasl_name: take the login identity out of the first PLAIN or
- * LOGIN data (an initial response or the first client response). The
- * decoded PLAIN data holds the password: wipe it. */
+/* plain_authcid: the authentication identity of a well-formed RFC 4616
+ * message, authzid NUL authcid NUL passwd with exactly two NULs and a
+ * non-empty authcid and password; NULL otherwise. With one NUL only, what
+ * follows it is the password: it must never pose as the name. */
+static const uint8_t *
+plain_authcid(const uint8_t *msg, size_t n, size_t *len)
+{
+	const uint8_t *id, *pw, *end = msg + n;
+
+	if ((id = memchr(msg, '\0', n)) == NULL)
+		return NULL;
+	id++;
+	if ((pw = memchr(id, '\0', (size_t)(end - id))) == NULL)
+		return NULL;
+	pw++;
+	if (pw == id + 1 || pw == end ||
+	    memchr(pw, '\0', (size_t)(end - pw)) != NULL)
+		return NULL;
+	*len = (size_t)(pw - 1 - id);
+	return id;
+}
+
+/*
+ * record_sasl_name: take the login identity out of the first data of a
+ * PLAIN or LOGIN exchange (the initial response or the first client
+ * response), and only from there: the first data decides, whatever it
+ * holds. Empty ("=" or an empty line), malformed base64, a PLAIN message
+ * that is not authzid NUL authcid NUL passwd: no name. A later response
+ * is never looked at (with LOGIN it is the password). The decoded data
+ * may hold the password: wipe it.
+ */
 static void
 record_sasl_name(struct pop3 *p, const uint8_t *b64, size_t len)
 {
-	uint8_t dec[SASL_NAME_MAX];
-	const uint8_t *name = dec, *nul;
+	uint8_t dec[SASL_DATA_MAX];
+	const uint8_t *name = dec;
 	size_t n;
 
-	if (p->mech == MECH_OTHER)
-		return;
-	/* An empty initial response ("="): the name comes next. */
-	if ((n = b64_decode(b64, len, dec, sizeof(dec))) == 0)
+	if (!p->sasl_name_next)
 		return;
 	p->sasl_name_next = false;
-	if (p->mech == MECH_PLAIN) {
-		if ((nul = memchr(dec, '\0', n)) == NULL)
-			goto done;
-		name = nul + 1;
-		n -= (size_t)(name - dec);
-		if ((nul = memchr(name, '\0', n)) != NULL)
-			n = (size_t)(nul - name);
-	}
-	record_user(p, name, n);
+	if (p->mech == MECH_OTHER ||
+	    !b64_decode(b64, len, dec, sizeof(dec), &n))
+		goto done;
+	if (p->mech == MECH_PLAIN && (name = plain_authcid(dec, n, &n)) == NULL)
+		goto done;
+	if (n > 0)
+		record_user(p, name, n);
 done:
 	explicit_bzero(dec, sizeof(dec));
 }
@@ -442,16 +487,41 @@ sasl_chars(const struct line *l)
 	return true;
 }
 
+/*
+ * What each command allowed here may carry (RFC 1939 §3: keyword and
+ * arguments separated by single spaces; RFC 2449 §4 relaxes only the
+ * length). Only what this allows reaches the backend: a legacy daemon
+ * that splits long lines must never find a second command in the tail of
+ * one that takes no argument ("CAPA <200 spaces>PASS guess").
+ */
+enum args {
+	ARGS_NONE,		/* CAPA QUIT STLS NOOP UTF8 */
+	ARGS_WORD,		/* USER name */
+	ARGS_OPT_WORD,		/* LANG [lang-or-wild] (RFC 6856 §3) */
+	ARGS_STRING,		/* PASS string: the rest, spaces too */
+	ARGS_APOP,		/* APOP name digest (32 hex digits) */
+	ARGS_AUTH,		/* AUTH [mechanism [initial-response]] */
+};
+
 enum cmd {
 	CMD_USER, CMD_PASS, CMD_APOP, CMD_AUTH, CMD_CAPA, CMD_QUIT, CMD_STLS,
 	CMD_NOOP, CMD_UTF8, CMD_LANG, CMD_UNKNOWN,
 };
 
-static const char *const cmd_names[] = {
-	[CMD_USER] = "USER", [CMD_PASS] = "PASS", [CMD_APOP] = "APOP",
-	[CMD_AUTH] = "AUTH", [CMD_CAPA] = "CAPA", [CMD_QUIT] = "QUIT",
-	[CMD_STLS] = "STLS", [CMD_NOOP] = "NOOP", [CMD_UTF8] = "UTF8",
-	[CMD_LANG] = "LANG",
+static const struct {
+	const char	*name;
+	enum args	 args;
+} cmds[] = {
+	[CMD_USER] = { "USER", ARGS_WORD },
+	[CMD_PASS] = { "PASS", ARGS_STRING },
+	[CMD_APOP] = { "APOP", ARGS_APOP },
+	[CMD_AUTH] = { "AUTH", ARGS_AUTH },
+	[CMD_CAPA] = { "CAPA", ARGS_NONE },
+	[CMD_QUIT] = { "QUIT", ARGS_NONE },
+	[CMD_STLS] = { "STLS", ARGS_NONE },
+	[CMD_NOOP] = { "NOOP", ARGS_NONE },
+	[CMD_UTF8] = { "UTF8", ARGS_NONE },
+	[CMD_LANG] = { "LANG", ARGS_OPT_WORD },
 };
 
 /* A parsed command line: keyword and what follows its first space. */
@@ -459,6 +529,7 @@ struct cmdline {
 	enum cmd	 cmd;
 	const uint8_t	*arg;
 	size_t		 arglen;	/* 0: no argument */
+	bool		 sp;		/* a space after the keyword */
 };
 
 /* word_is: s is the upper-case word, in any case (ASCII: toupper()
@@ -476,19 +547,116 @@ word_is(const uint8_t *s, size_t len, const char *word)
 	return true;
 }
 
+/*
+ * parse_command: find the keyword. Trailing spaces are tolerated and cut
+ * off (the line forwarded is l without them), except after PASS, where
+ * they may belong to the password.
+ */
 static void
-parse_command(const struct line *l, struct cmdline *c)
+parse_command(struct line *l, struct cmdline *c)
 {
 	const uint8_t *sp = memchr(l->s, ' ', l->len);
 	size_t kwlen = sp ? (size_t)(sp - l->s) : l->len;
 	int k;
 
-	c->arg = sp ? sp + 1 : l->s + l->len;
-	c->arglen = sp ? l->len - kwlen - 1 : 0;
 	for (k = 0; k < CMD_UNKNOWN; k++)
-		if (word_is(l->s, kwlen, cmd_names[k]))
+		if (word_is(l->s, kwlen, cmds[k].name))
 			break;
 	c->cmd = (enum cmd)k;
+	if (c->cmd != CMD_PASS)
+		while (l->len > kwlen && l->s[l->len - 1] == ' ')
+			l->len--;
+	c->sp = l->len > kwlen;
+	c->arg = c->sp ? l->s + kwlen + 1 : l->s + l->len;
+	c->arglen = c->sp ? l->len - kwlen - 1 : 0;
+}
+
+/* span: the length of s's leading run of bytes for which ok() holds. */
+static size_t
+span(const uint8_t *s, size_t len, bool (*ok)(uint8_t))
+{
+	size_t i;
+
+	for (i = 0; i < len && ok(s[i]); i++)
+		;
+	return i;
+}
+
+static bool
+not_space(uint8_t c)
+{
+	return c != ' ';
+}
+
+static bool
+is_hex(uint8_t c)
+{
+	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
+	    (c >= 'A' && c <= 'F');
+}
+
+/* RFC 4422 §3.1 names mechanisms in upper case; clients vary. */
+static bool
+is_mech_char(uint8_t c)
+{
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+	    (c >= '0' && c <= '9') || c == '-' || c == '_';
+}
+
+static bool
+is_b64_char(uint8_t c)
+{
+	return b64_value(c) >= 0 || c == '=';
+}
+
+/* first_word: length of the argument up to its first space. */
+static size_t
+first_word(const struct cmdline *c)
+{
+	return span(c->arg, c->arglen, not_space);
+}
+
+/* is_word: exactly n bytes of s, at least one, all ok(). */
+static bool
+is_word(const uint8_t *s, size_t n, bool (*ok)(uint8_t))
+{
+	return n > 0 && span(s, n, ok) == n;
+}
+
+/*
+ * args_ok: does the argument fit the command's syntax? "AUTH" alone is
+ * not in RFC 5034 but asks many servers for their mechanisms (Dovecot,
+ * Exchange, and clients such as Thunderbird send it); the initial
+ * response is base64 or "=" (RFC 5034 §4), the mechanism 1 to 20
+ * characters (RFC 4422 §3.1).
+ */
+static bool
+args_ok(const struct cmdline *c)
+{
+	size_t w = first_word(c);
+	const uint8_t *rest = c->arg + w + 1;
+	size_t nrest = w < c->arglen ? c->arglen - w - 1 : 0;
+
+	switch (cmds[c->cmd].args) {
+	case ARGS_NONE:
+		return !c->sp;
+	case ARGS_WORD:
+		return c->sp && is_word(c->arg, c->arglen, not_space);
+	case ARGS_OPT_WORD:
+		return !c->sp || is_word(c->arg, c->arglen, not_space);
+	case ARGS_STRING:
+		return c->arglen > 0;
+	case ARGS_APOP:
+		return w > 0 && w < c->arglen && nrest == 32 &&
+		    is_word(rest, nrest, is_hex);
+	case ARGS_AUTH:
+		if (!c->sp)
+			return true;
+		if (w > 20 || !is_word(c->arg, w, is_mech_char))
+			return false;
+		return w == c->arglen || is_word(rest, nrest, is_b64_char);
+	}
+	return false;
 }
 
 /* login_refused: true (and the refusal queued) when credentials may not
@@ -502,15 +670,6 @@ login_refused(struct pop3 *p)
 	enqueue(p, RESP_LOCAL, p->pol.tls_offered ? R_TLS_REQUIRED :
 	    R_TLS_REQUIRED_995);
 	return true;
-}
-
-/* first_word: length of the argument up to its first space. */
-static size_t
-first_word(const struct cmdline *c)
-{
-	const uint8_t *sp = memchr(c->arg, ' ', c->arglen);
-
-	return sp ? (size_t)(sp - c->arg) : c->arglen;
 }
 
 static bool
@@ -542,6 +701,7 @@ cmd_login(struct pop3 *p, const struct line *l, const struct cmdline *c,
 	if (!forward(l, to_backend))
 		return false;
 	p->auth_forwarded = true;
+	p->failure_counts = true;
 	enqueue(p, RESP_LOGIN, NULL);
 	set_state(p, ST_LOGIN);
 	return true;
@@ -561,7 +721,8 @@ sasl_mech(const uint8_t *s, size_t len)
  * cmd_auth: "AUTH" alone lists mechanisms (multi-line); "AUTH mech [ir]"
  * starts a SASL exchange and holds client input until its outcome. Under
  * require-tls both are refused: the list would only invite a refused
- * login, and CAPA hides SASL there too.
+ * login, and CAPA hides SASL there too. A "-ERR" before the client sent
+ * any SASL data refused the mechanism, not credentials: no failed login.
  */
 static bool
 cmd_auth(struct pop3 *p, const struct line *l, const struct cmdline *c,
@@ -580,6 +741,7 @@ cmd_auth(struct pop3 *p, const struct line *l, const struct cmdline *c,
 	p->auth_forwarded = true;
 	p->mech = sasl_mech(c->arg, mlen);
 	p->sasl_name_next = true;
+	p->failure_counts = mlen < c->arglen;
 	if (mlen < c->arglen)		/* initial response (RFC 5034 §4) */
 		record_sasl_name(p, c->arg + mlen + 1, c->arglen - mlen - 1);
 	enqueue(p, RESP_AUTH, NULL);
@@ -635,57 +797,69 @@ cmd_plain(struct pop3 *p, const struct line *l, enum resp_kind kind,
 /* command: act on one complete, well-bounded command line; false to
  * leave it in cin for a later call. */
 static bool
-command(struct pop3 *p, const struct line *l, struct buf *to_backend,
+command(struct pop3 *p, const struct line *raw, struct buf *to_backend,
     struct buf *to_client, int *ev)
 {
+	struct line l = *raw;
 	struct cmdline c;
 
-	if (l->len == 0) {
+	if (l.len == 0) {
 		shield_error(p, R_EMPTY);
 		return true;
 	}
-	if (bad_chars(l)) {
+	if (bad_chars(&l)) {
 		shield_error(p, R_BAD_CHAR);
 		return true;
 	}
-	parse_command(l, &c);
+	parse_command(&l, &c);
+	if (c.cmd == CMD_UNKNOWN) {
+		/* Well formed, just not for this state: no shield error. */
+		enqueue(p, RESP_LOCAL, R_UNKNOWN);
+		return true;
+	}
+	if (!args_ok(&c)) {
+		shield_error(p, cmds[c.cmd].args == ARGS_NONE ? R_NO_ARG :
+		    R_BAD_ARGS);
+		return true;
+	}
 	switch (c.cmd) {
 	case CMD_USER:
-		return cmd_user(p, l, &c, to_backend);
+		return cmd_user(p, &l, &c, to_backend);
 	case CMD_PASS:
 	case CMD_APOP:
-		return cmd_login(p, l, &c, to_backend);
+		return cmd_login(p, &l, &c, to_backend);
 	case CMD_AUTH:
-		return cmd_auth(p, l, &c, to_backend);
+		return cmd_auth(p, &l, &c, to_backend);
 	case CMD_CAPA:
-		return cmd_plain(p, l, RESP_CAPA, to_backend);
+		return cmd_plain(p, &l, RESP_CAPA, to_backend);
 	case CMD_LANG:
-		return cmd_plain(p, l, c.arglen ? RESP_SINGLE : RESP_LIST,
+		return cmd_plain(p, &l, c.arglen ? RESP_SINGLE : RESP_LIST,
 		    to_backend);
 	case CMD_QUIT:
 	case CMD_NOOP:
 	case CMD_UTF8:
-		return cmd_plain(p, l, RESP_SINGLE, to_backend);
+		return cmd_plain(p, &l, RESP_SINGLE, to_backend);
 	case CMD_STLS:
 		return cmd_stls(p, to_client, ev);
 	case CMD_UNKNOWN:
 		break;
 	}
-	/* Well formed, just not for this state: no shield error. */
-	enqueue(p, RESP_LOCAL, R_UNKNOWN);
 	return true;
 }
 
 /* sasl_cancel: replace a client response the backend must not see by the
  * "*" that cancels the exchange (RFC 5034 §4). The backend's "-ERR" is
  * then the client's one answer to its AUTH: a reply of popsd's own as
- * well would put client and server out of step. */
+ * well would put client and server out of step. The refusal is this
+ * exchange's one error: that "-ERR" does not count again. */
 static bool
 sasl_cancel(struct pop3 *p, struct buf *to_backend)
 {
 	if (buf_append(to_backend, "*\r\n", 3) == -1)
 		return false;
 	set_state(p, ST_SASL);
+	p->sasl_name_next = false;
+	p->failure_counts = false;
 	shield_error(p, NULL);
 	return true;
 }
@@ -698,8 +872,14 @@ sasl_response(struct pop3 *p, const struct line *l, struct buf *to_backend)
 		return sasl_cancel(p, to_backend);
 	if (!forward(l, to_backend))
 		return false;
-	if (p->sasl_name_next && !(l->len == 1 && l->s[0] == '*'))
+	if (l->len == 1 && l->s[0] == '*') {
+		/* The client's own cancel: no failed login (RFC 5034 §4). */
+		p->sasl_name_next = false;
+		p->failure_counts = false;
+	} else {
 		record_sasl_name(p, l->s, l->len);
+		p->failure_counts = true;
+	}
 	set_state(p, ST_SASL);
 	return true;
 }
@@ -824,11 +1004,16 @@ login_line(struct pop3 *p, const uint8_t *s, size_t n, struct buf *to_client,
 		login_ok(p, ev);
 	else {
 		/* A failed login counts too: one connection must not be a
-		 * free password-guessing channel to the legacy daemon. */
+		 * free password-guessing channel to the legacy daemon. Once
+		 * per exchange, and not for an exchange without credentials
+		 * or one the client cancelled (failure_counts). */
 		dequeue(p);
 		auth_over(p);
-		p->login_failures++;
-		count_error(p, NULL, "failed login");
+		if (p->failure_counts) {
+			p->login_failures++;
+			count_error(p, NULL, "failed login");
+		}
+		p->failure_counts = false;
 	}
 	return B_DONE;
 }
@@ -1110,6 +1295,7 @@ pop3_tls_started(struct pop3 *p)
 	p->skipping = false;
 	p->mech = MECH_OTHER;
 	p->sasl_name_next = false;
+	p->failure_counts = false;
 	p->user[0] = '\0';
 	set_state(p, ST_AUTHORIZATION);
 }

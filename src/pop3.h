@@ -94,7 +94,10 @@ bool	pop3_idle(const struct pop3 *p);
 /* Facts for the session's summary log line. */
 bool	    pop3_stls_used(const struct pop3 *p);
 bool	    pop3_auth_refused(const struct pop3 *p);	/* refused for lack of TLS */
-const char *pop3_user(const struct pop3 *p);	/* sanitized USER/AUTH name, "" if none */
+/* pop3_user: the sanitized login name for the log, "" if none: taken only
+ * from a well-formed USER or APOP line or the first data of a well-formed
+ * SASL PLAIN or LOGIN exchange, so never from a password. */
+const char *pop3_user(const struct pop3 *p);
 const char *pop3_close_reason(const struct pop3 *p);	/* NULL unless POP3_EV_CLOSE */
 int	    pop3_errors(const struct pop3 *p);
 /* Running counts for metrics and fail2ban's log lines: logins the backend

@@ -15,6 +15,11 @@
  *    (or UTF-8), none longer than the bound in force;
  *  - while TLS is required and not active, no line to the backend starts
  *    with USER, PASS, APOP or AUTH, and no SPLICE happens;
+ *  - a command line to the backend (any line with a space: SASL data has
+ *    none) carries only what its syntax allows: nothing after CAPA, NOOP,
+ *    QUIT, STLS or UTF8; one word after USER and LANG; a name and 32 hex
+ *    digits after APOP; a mechanism and at most one word after AUTH;
+ *    no other keyword;
  *  - STARTTLS leaves "+OK Begin TLS negotiation" last in to_client,
  *    SPLICE leaves a "+OK" line last;
  *  - once SPLICE, CLOSE or STARTTLS is returned, nothing more is consumed
@@ -24,6 +29,7 @@
  *
  * Script format: [policy][limits][caps] then ops of [op][len][len bytes].
  */
+#include <ctype.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -49,7 +55,7 @@ struct wire {
 	uint8_t		tail[TAIL_MAX];	/* last bytes, for end checks */
 	size_t		ntail;
 	/* backend stream only: the line being checked */
-	uint8_t		line[8];
+	uint8_t		line[256];
 	size_t		linelen;
 	bool		cr;
 	bool		plaintext;	/* produced while TLS required, absent */
@@ -100,12 +106,64 @@ prefix_ci(const uint8_t *s, size_t n, const char *kw)
 	return n == k || s[k] == ' ' || s[k] == '\r';
 }
 
+static size_t
+words(const uint8_t *s, size_t n)
+{
+	size_t i, k = n > 0;
+
+	for (i = 0; i < n; i++)
+		if (s[i] == ' ') {
+			if (i == 0 || i + 1 == n || s[i + 1] == ' ')
+				return 0;	/* empty word */
+			k++;
+		}
+	return k;
+}
+
+/* command_syntax: a line with a space is a command; is it one popsd may
+ * forward, with the arguments its syntax allows? n excludes CR. */
+static void
+command_syntax(const uint8_t *s, size_t n)
+{
+	const uint8_t *sp = memchr(s, ' ', n), *arg;
+	size_t alen, i;
+
+	if (sp == NULL)
+		return;			/* a bare keyword or SASL data */
+	arg = sp + 1;
+	alen = n - (size_t)(arg - s);
+	if (prefix_ci(s, n, "PASS"))
+		return;			/* the rest is the password */
+	if (prefix_ci(s, n, "USER") || prefix_ci(s, n, "LANG")) {
+		if (words(arg, alen) != 1)
+			bug("USER or LANG forwarded without one word");
+		return;
+	}
+	if (prefix_ci(s, n, "AUTH")) {
+		if (words(arg, alen) < 1 || words(arg, alen) > 2)
+			bug("AUTH forwarded with extra words");
+		return;
+	}
+	if (prefix_ci(s, n, "APOP")) {
+		if (words(arg, alen) != 2 || alen < 34 || arg[alen - 33] != ' ')
+			bug("APOP forwarded without name and digest");
+		for (i = alen - 32; i < alen; i++)
+			if (!isxdigit(arg[i]))
+				bug("APOP digest not hex");
+		return;
+	}
+	bug("argument after a command that takes none, or unknown command");
+}
+
 /* backend_line_done: checks on one complete line to the backend. */
 static void
 backend_line_done(struct run *r)
 {
 	struct wire *w = &r->wb;
 	size_t n = w->linelen < sizeof(w->line) ? w->linelen : sizeof(w->line);
+
+	if (w->linelen <= sizeof(w->line) && n > 0)
+		command_syntax(w->line, n - 1);
 
 	if (w->plaintext && (prefix_ci(w->line, n, "USER") ||
 	    prefix_ci(w->line, n, "PASS") || prefix_ci(w->line, n, "APOP") ||
@@ -139,6 +197,8 @@ wire_byte(struct run *r, struct wire *w, uint8_t c, bool backend)
 	}
 	if (c == '\r') {
 		w->cr = true;
+		if (w->linelen < sizeof(w->line))
+			w->line[w->linelen] = c;
 		w->linelen++;
 		return;
 	}

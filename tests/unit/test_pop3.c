@@ -29,6 +29,8 @@
 #define TOO_LONG "-ERR line too long\r\n"
 #define BAD_CHAR "-ERR invalid character in command\r\n"
 #define EMPTY	"-ERR empty command\r\n"
+#define NO_ARG	"-ERR syntax error: this command takes no argument\r\n"
+#define BAD_ARGS "-ERR syntax error in arguments\r\n"
 #define UNKNOWN	"-ERR unknown command or not allowed before login\r\n"
 #define STLS_ACTIVE "-ERR command not permitted when TLS active\r\n"
 #define STLS_LATE "-ERR STLS not permitted after USER, PASS, APOP or AUTH\r\n"
@@ -49,7 +51,7 @@
 	"UIDL\r\n" \
 	".\r\n"
 
-#define MAX_STEPS 10
+#define MAX_STEPS 16
 #define WIRE_MAX 65536
 #define BUF_CAP	16384
 
@@ -623,13 +625,14 @@ static const struct scenario scenarios[] = {
 	.errors = 0,
 },
 {
+	/* A mechanism refused before any SASL data is no failed login. */
 	.name = "STLS after a failed AUTH is still refused",
 	.pol = P_PLAIN,
 	.steps = { B(GREET), C("AUTH FOO\r\n"), B("-ERR unsupported\r\n"),
 	    C("STLS\r\n") },
 	.to_backend = "AUTH FOO\r\n",
 	.to_client = GREET "-ERR unsupported\r\n" STLS_LATE,
-	.errors = 1,
+	.errors = 0,
 },
 {
 	.name = "STLS after a refused USER is allowed; USER forgotten",
@@ -682,7 +685,7 @@ static const struct scenario scenarios[] = {
 	.to_backend = "AUTH LOGIN\r\n*\r\nNOOP\r\n",
 	.to_client = GREET "+ VXNlcm5hbWU6\r\n-ERR [AUTH] cancelled\r\n"
 	    "-ERR not in this state\r\n",
-	.errors = 1, .user = "",
+	.errors = 0, .user = "",
 },
 {
 	.name = "SASL empty response line is relayed",
@@ -700,7 +703,7 @@ static const struct scenario scenarios[] = {
 	    C("USER evil\r\n"), B("-ERR cancelled\r\n"), C("NOOP\r\n") },
 	.to_backend = "AUTH PLAIN\r\n*\r\nNOOP\r\n",
 	.to_client = GREET "+ \r\n-ERR cancelled\r\n",
-	.errors = 2,
+	.errors = 1,
 },
 {
 	.name = "SASL response over sasl_line_max: * sent, rest skipped",
@@ -711,7 +714,7 @@ static const struct scenario scenarios[] = {
 	    B("-ERR cancelled\r\n"), C("NOOP\r\n") },
 	.to_backend = "AUTH PLAIN\r\n*\r\nNOOP\r\n",
 	.to_client = GREET "+ \r\n-ERR cancelled\r\n",
-	.errors = 2,
+	.errors = 1,
 },
 {
 	.name = "SASL over-long, backend accepts anyway: rest still dropped",
@@ -907,6 +910,218 @@ static const struct scenario scenarios[] = {
 	.pol = P_PLAIN,
 	.steps = { B(GREET), C("NOOP\r\nRETR 1\r\n"), BEOF },
 	.to_backend = "NOOP\r\n", .to_client = GREET UNKNOWN,
+},
+/* ---- issue 13.4: a password never becomes the logged name ---- */
+{
+	/* RFC 4616 wants two NULs; with one, what follows it is the
+	 * password. */
+	.name = "SASL PLAIN with one NUL: no name, the password is not one",
+	.pol = P_TLS,
+	.steps = { B(GREET), C("AUTH PLAIN Ym9iAHNlY3JldA==\r\n"),
+	    B("-ERR [AUTH] failed\r\n") },
+	.to_backend = "AUTH PLAIN Ym9iAHNlY3JldA==\r\n",
+	.to_client = GREET "-ERR [AUTH] failed\r\n",
+	.errors = 1, .user = "",
+},
+{
+	.name = "SASL PLAIN one NUL as a response: no name",
+	.pol = P_TLS,
+	.steps = { B(GREET), C("AUTH PLAIN\r\n"), B("+ \r\n"),
+	    C("Ym9iAHNlY3JldA==\r\n"), B("-ERR [AUTH] failed\r\n") },
+	.to_backend = "AUTH PLAIN\r\nYm9iAHNlY3JldA==\r\n",
+	.to_client = GREET "+ \r\n-ERR [AUTH] failed\r\n",
+	.errors = 1, .user = "",
+},
+{
+	.name = "SASL PLAIN with three NULs or no password: no name",
+	.pol = P_TLS,
+	.steps = { B(GREET), C("AUTH PLAIN YQBib2IAcHcAeA==\r\n"),
+	    B("-ERR no\r\n"), C("AUTH PLAIN AGJvYgA=\r\n"), B("-ERR no\r\n") },
+	.to_backend = "AUTH PLAIN YQBib2IAcHcAeA==\r\nAUTH PLAIN AGJvYgA=\r\n",
+	.to_client = GREET "-ERR no\r\n-ERR no\r\n",
+	.errors = 2, .user = "",
+},
+{
+	/* Padding missing: the backend may accept it, the log takes no
+	 * name from data that is not well formed. */
+	.name = "SASL PLAIN not strict base64: no name",
+	.pol = P_TLS,
+	.steps = { B(GREET), C("AUTH PLAIN AGJvYgBzZWNyZXQ\r\n"),
+	    B("+OK\r\n") },
+	.to_backend = "AUTH PLAIN AGJvYgBzZWNyZXQ\r\n",
+	.to_client = GREET "+OK\r\n",
+	.events = POP3_EV_SPLICE, .errors = 0, .user = "",
+},
+{
+	/* The second LOGIN response is the password: it is never taken,
+	 * even when the first (the name) was empty. */
+	.name = "SASL LOGIN empty first response: the password is no name",
+	.pol = P_TLS,
+	.steps = { B(GREET), C("AUTH LOGIN\r\n"), B("+ VXNlcm5hbWU6\r\n"),
+	    C("\r\n"), B("+ UGFzc3dvcmQ6\r\n"), C("c2VjcmV0\r\n"),
+	    B("-ERR [AUTH] failed\r\n") },
+	.to_backend = "AUTH LOGIN\r\n\r\nc2VjcmV0\r\n",
+	.to_client = GREET "+ VXNlcm5hbWU6\r\n+ UGFzc3dvcmQ6\r\n"
+	    "-ERR [AUTH] failed\r\n",
+	.errors = 1, .user = "",
+},
+{
+	.name = "SASL LOGIN empty initial response =: the password is no name",
+	.pol = P_TLS,
+	.steps = { B(GREET), C("AUTH LOGIN =\r\n"), B("+ UGFzc3dvcmQ6\r\n"),
+	    C("c2VjcmV0\r\n"), B("-ERR [AUTH] failed\r\n") },
+	.to_backend = "AUTH LOGIN =\r\nc2VjcmV0\r\n",
+	.to_client = GREET "+ UGFzc3dvcmQ6\r\n-ERR [AUTH] failed\r\n",
+	.errors = 1, .user = "",
+},
+{
+	.name = "SASL LOGIN name after the USER name replaces it",
+	.pol = P_TLS,
+	.steps = { B(GREET), C("USER alice\r\n"), B("+OK\r\n"),
+	    C("AUTH LOGIN\r\n"), B("+ VXNlcm5hbWU6\r\n"), C("Ym9i\r\n"),
+	    B("+ UGFzc3dvcmQ6\r\n"), C("c2VjcmV0\r\n"), B("+OK\r\n") },
+	.to_backend = "USER alice\r\nAUTH LOGIN\r\nYm9i\r\nc2VjcmV0\r\n",
+	.to_client = GREET "+OK\r\n+ VXNlcm5hbWU6\r\n+ UGFzc3dvcmQ6\r\n+OK\r\n",
+	.events = POP3_EV_SPLICE, .errors = 0, .user = "bob",
+},
+/* ---- issue 13.6 and 13.7: only what the syntax allows is forwarded ---- */
+{
+	.name = "no argument after CAPA NOOP QUIT UTF8 STLS: refused",
+	.pol = { .tls_offered = true, .sasl_line_max = 8192,
+	    .max_errors = 10 },
+	.steps = { B(GREET), C("CAPA x\r\nNOOP PASS guess\r\nQUIT now\r\n"
+	    "UTF8 x\r\nSTLS now\r\nnoop\r\n"), B("+OK\r\n") },
+	.to_backend = "noop\r\n",
+	.to_client = GREET NO_ARG NO_ARG NO_ARG NO_ARG NO_ARG "+OK\r\n",
+	.errors = 5,
+},
+{
+	/* A legacy daemon that splits long lines would read a second
+	 * command in the tail. */
+	.name = "smuggling after CAPA's padding never reaches the backend",
+	.pol = P_PLAIN,
+	.steps = { B(GREET), C("CAPA                                        "
+	    "                                                            "
+	    "                                                            "
+	    "                  PASS guess\r\nQUIT\r\n"), B("+OK bye\r\n") },
+	.to_backend = "QUIT\r\n",
+	.to_client = GREET NO_ARG "+OK bye\r\n",
+	.errors = 1,
+},
+{
+	.name = "STLS with an argument: -ERR, no TLS, then STLS works",
+	.pol = P_REQUIRE,
+	.steps = { B(GREET), C("STLS now\r\nSTLS\r\n"), TLS, C("CAPA\r\n"),
+	    B("-ERR\r\n") },
+	.to_backend = "CAPA\r\n",
+	.to_client = GREET NO_ARG STLS_OK "+OK Capability list follows\r\n"
+	    "USER\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\n.\r\n",
+	.events = POP3_EV_STARTTLS, .errors = 1,
+},
+{
+	/* Trailing spaces are cut, except after PASS (they may be part
+	 * of the password); any case for keywords and mechanisms. */
+	.name = "trailing spaces tolerated and cut, case-insensitive",
+	.pol = P_PLAIN,
+	.steps = { B(GREET), C("capa  \r\nStls \r\n"),
+	    B("-ERR\r\n"), TLS,
+	    C("User bob  \r\npass  a b  \r\n"), B("+OK\r\n-ERR no\r\n"),
+	    C("auth plain AGJvYgBzZWNyZXQ= \r\n"), B("+OK\r\n") },
+	.to_backend = "capa\r\nUser bob\r\npass  a b  \r\n"
+	    "auth plain AGJvYgBzZWNyZXQ=\r\n",
+	.to_client = GREET "+OK Capability list follows\r\n"
+	    "USER\r\nSTLS\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\n.\r\n" STLS_OK
+	    "+OK\r\n-ERR no\r\n+OK\r\n",
+	.events = POP3_EV_STARTTLS | POP3_EV_SPLICE, .errors = 1,
+	.user = "bob",
+},
+{
+	.name = "USER and PASS need their one argument",
+	.pol = { .tls_active = true, .sasl_line_max = 8192,
+	    .max_errors = 10 },
+	.steps = { B(GREET), C("USER\r\nUSER \r\nUSER a b\r\nUSER  a\r\n"
+	    "PASS\r\nPASS \r\nQUIT\r\n"), B("+OK\r\n") },
+	.to_backend = "QUIT\r\n",
+	.to_client = GREET BAD_ARGS BAD_ARGS BAD_ARGS BAD_ARGS BAD_ARGS
+	    BAD_ARGS "+OK\r\n",
+	.errors = 6, .user = "",
+},
+{
+	.name = "APOP needs a name and a 32-digit hex digest",
+	.pol = { .tls_active = true, .sasl_line_max = 8192,
+	    .max_errors = 10 },
+	.steps = { B(GREET), C("APOP mrose\r\n"
+	    "APOP mrose c4c9334bac560ecc979e58001b3e22f\r\n"
+	    "APOP mrose c4c9334bac560ecc979e58001b3e22fbb\r\n"
+	    "APOP mrose c4c9334bac560ecc979e58001b3e22fg\r\n"
+	    "APOP mrose c4c9334bac560ecc979e58001b3e22fb x\r\n"
+	    "APOP  c4c9334bac560ecc979e58001b3e22fb\r\n"
+	    "APOP mrose C4C9334BAC560ECC979E58001B3E22FB\r\n"),
+	    B("-ERR [AUTH] no\r\n") },
+	.to_backend = "APOP mrose C4C9334BAC560ECC979E58001B3E22FB\r\n",
+	.to_client = GREET BAD_ARGS BAD_ARGS BAD_ARGS BAD_ARGS BAD_ARGS
+	    BAD_ARGS "-ERR [AUTH] no\r\n",
+	.errors = 7, .user = "mrose",
+},
+{
+	.name = "AUTH takes a mechanism and one base64 initial response",
+	.pol = { .tls_active = true, .sasl_line_max = 8192,
+	    .max_errors = 10 },
+	.steps = { B(GREET), C("AUTH PLAIN a b\r\nAUTH PLAIN\tx\r\n"
+	    "AUTH PL@IN\r\nAUTH  PLAIN\r\n"
+	    "AUTH ABCDEFGHIJKLMNOPQRSTU\r\nAUTH PLAIN PASS:x\r\n"
+	    "AUTH ABCDEFGHIJKLMNOPQRST\r\n"), B("-ERR unsupported\r\n") },
+	.to_backend = "AUTH ABCDEFGHIJKLMNOPQRST\r\n",
+	.to_client = GREET BAD_ARGS BAD_CHAR BAD_ARGS BAD_ARGS BAD_ARGS
+	    BAD_ARGS "-ERR unsupported\r\n",
+	.errors = 6,
+},
+{
+	.name = "LANG takes at most one argument",
+	.pol = P_TLS,
+	.steps = { B(GREET), C("LANG en x\r\nLANG *\r\n"), B("+OK\r\n") },
+	.to_backend = "LANG *\r\n",
+	.to_client = GREET BAD_ARGS "+OK\r\n",
+	.errors = 1,
+},
+{
+	.name = "a malformed USER under require-tls records no name",
+	.pol = P_REQUIRE,
+	.steps = { B(GREET), C("USER bob secret\r\nUSER bob\r\n") },
+	.to_backend = "",
+	.to_client = GREET BAD_ARGS TLS_REQ,
+	.errors = 1, .refused = 1, .user = "bob",
+},
+/* ---- issue 13.8: max-auth-errors counts failed logins, once ---- */
+{
+	/* Before: cancel (1), popsd's refusal (2) and the backend's -ERR
+	 * to it (3) closed the session at the default 3. */
+	.name = "a cancel and one bad SASL response: one error, login works",
+	.pol = P_TLS,
+	.steps = { B(GREET), C("AUTH LOGIN\r\n"), B("+ VXNlcm5hbWU6\r\n"),
+	    C("*\r\n"), B("-ERR cancelled\r\n"), C("AUTH PLAIN\r\n"),
+	    B("+ \r\n"), C("not base64\r\n"), B("-ERR cancelled\r\n"),
+	    C("USER bob\r\nPASS secret\r\n"), B("+OK\r\n+OK\r\n") },
+	.to_backend = "AUTH LOGIN\r\n*\r\nAUTH PLAIN\r\n*\r\n"
+	    "USER bob\r\nPASS secret\r\n",
+	.to_client = GREET "+ VXNlcm5hbWU6\r\n-ERR cancelled\r\n+ \r\n"
+	    "-ERR cancelled\r\n+OK\r\n+OK\r\n",
+	.events = POP3_EV_SPLICE, .errors = 1, .user = "bob",
+},
+{
+	.name = "cancels are no failed logins; a failed SASL login counts once",
+	.pol = { .tls_active = true, .sasl_line_max = 8192,
+	    .max_errors = 1 },
+	.steps = { B(GREET), C("AUTH PLAIN\r\n"), B("+ \r\n"), C("*\r\n"),
+	    B("-ERR cancelled\r\n"), C("AUTH LOGIN Ym9i\r\n"), B("+ \r\n"),
+	    C("*\r\n"), B("-ERR cancelled\r\n"),
+	    C("AUTH PLAIN AGJvYgBzZWNyZXQ=\r\n"), B("-ERR [AUTH] no\r\n") },
+	.to_backend = "AUTH PLAIN\r\n*\r\nAUTH LOGIN Ym9i\r\n*\r\n"
+	    "AUTH PLAIN AGJvYgBzZWNyZXQ=\r\n",
+	.to_client = GREET "+ \r\n-ERR cancelled\r\n+ \r\n-ERR cancelled\r\n"
+	    "-ERR [AUTH] no\r\n" TOO_MANY,
+	.events = POP3_EV_CLOSE, .errors = 1,
+	.close_reason = "too-many-errors", .user = "bob",
 },
 };
 
