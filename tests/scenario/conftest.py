@@ -32,6 +32,28 @@ def pytest_sessionstart(session):
     H.become_subreaper()
 
 
+@pytest.fixture(autouse=True)
+def password_guard():
+    """No password in a log (issue 13 item 4): after every test (and after
+    its fixtures stopped what they started), each popsd log it made
+    (H.watch_log: every H.Popsd, test_systemd's processes) is searched
+    for the passwords the tests use (H.guard_secret); one found fails
+    the test, with the lines that hold it."""
+    first = len(H._WATCHED)
+    yield
+    watched, H._WATCHED[first:] = H._WATCHED[first:], []
+    found = []
+    for obj in watched:
+        text = obj.log()
+        leaked = H.logged_secrets(text)
+        if leaked:
+            lines = [l for l in text.splitlines() if H.logged_secrets(l)]
+            found.append(f"{obj.name} ({getattr(obj, 'log_path', '?')}) logged the "
+                         f"password(s) {leaked}:\n" + "\n".join(lines))
+    if found:
+        pytest.fail("\n".join(found), pytrace=False)
+
+
 @pytest.fixture(scope="session")
 def certs(tmp_path_factory):
     return H.Certs(str(tmp_path_factory.mktemp("certs")))
@@ -50,13 +72,15 @@ class Backend:
 @pytest.fixture(scope="session")
 def backend():
     """One Dovecot for the session in its own temp dir (not pytest's: mail
-    processes run unprivileged and must reach their homes). Users:
-    demo/demo (3 small messages), load/load (for the concurrency test),
-    big/big (also a ~100 MiB message)."""
+    processes run unprivileged and must reach their homes). Users: demo
+    (3 small messages), load (for the concurrency test), big (also a
+    ~100 MiB message); passwords in H.PASSWORDS (the old ones, equal to
+    the user name, still work: H.LEGACY_PASSWORDS)."""
     d = tempfile.mkdtemp(prefix="popsd-dovecot.")
     dv = None
     try:
-        dv = H.Dovecot(d, ["demo:demo", "load:load", "big:big"])
+        dv = H.Dovecot(d, [f"{u}:{H.PASSWORDS[u]}:{H.LEGACY_PASSWORDS[u]}"
+                           for u in ("demo", "load", "big")])
         holder = {}
 
         def writer(f):

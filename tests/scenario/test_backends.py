@@ -284,10 +284,10 @@ def test_unix_backend_every_listener(popsd, certs, unix_relay, kind):
         c.sock = ctx.wrap_socket(c.sock, server_hostname="localhost")
         c.f = c.sock.makefile("rb")
         c.ok("USER demo")
-        c.ok("PASS demo")
+        c.ok(f"PASS {H.PASSWORDS['demo']}")
     else:
         c = H.Pop3Client(p.port if kind == "pop3s" else port, ctx)
-        c.login("demo", "demo")
+        c.login("demo", H.PASSWORDS["demo"])
     with c:
         c.ok("LIST")
         assert b"\r\n" in c.multiline()

@@ -87,7 +87,7 @@ def good_session(p, certs):
     """A complete pop3s session against Dovecot: login, STAT, QUIT."""
     c = poplib.POP3_SSL("127.0.0.1", p.port, context=certs.client_context(), timeout=20)
     c.user("demo")
-    c.pass_("demo")
+    c.pass_(H.PASSWORDS["demo"])
     assert c.stat()[0] == 3
     assert c.quit().startswith(b"+OK")
 
@@ -187,7 +187,7 @@ def test_dovecot_pop3_killed_mid_retr(popsd, certs, backend):
     p = popsd()
     before = dovecot_pop3_pids(backend.dovecot.pid)
     with H.Pop3Client(p.port, certs.client_context()) as c:
-        c.login("big", "big")
+        c.login("big", H.PASSWORDS["big"])
         new = H.wait_until(lambda: dovecot_pop3_pids(backend.dovecot.pid) - before, 10,
                            "Dovecot's pop3 process for this session")
         assert len(new) == 1, new

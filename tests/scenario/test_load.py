@@ -331,7 +331,7 @@ def test_sighup_under_load_drops_no_session(hpopsd, certs, backend):
     ctx = certs.client_context()
     want = poplib.POP3("127.0.0.1", backend.port, timeout=20)
     want.user("load")
-    want.pass_("load")
+    want.pass_(H.PASSWORDS["load"])
     want_stat, want_msg = want.stat(), want.retr(1)[1]
     want.quit()
     stop = threading.Event()
@@ -347,7 +347,7 @@ def test_sighup_under_load_drops_no_session(hpopsd, certs, backend):
                     c = poplib.POP3("127.0.0.1", p.pop3_port, timeout=30)
                     c.stls(ctx)
                 c.user("load")
-                c.pass_("load")
+                c.pass_(H.PASSWORDS["load"])
                 assert c.stat() == want_stat
                 assert len(c.list()[1]) == want_stat[0]
                 assert c.retr(1)[1] == want_msg

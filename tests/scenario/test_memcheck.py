@@ -63,7 +63,7 @@ def exercise_dovecot(p, certs, backend):
     # pop3s: the usual commands, and a large-ish RETR through the splice.
     c = poplib.POP3_SSL("127.0.0.1", p.port, context=ctx, timeout=60)
     c.user("demo")
-    c.pass_("demo")
+    c.pass_(H.PASSWORDS["demo"])
     n, _ = c.stat()
     assert n == 3
     assert len(c.list()[1]) == 3
@@ -80,7 +80,7 @@ def exercise_dovecot(p, certs, backend):
     c.stls(ctx)
     assert "USER" in c.capa()
     c.user("demo")
-    c.pass_("demo")
+    c.pass_(H.PASSWORDS["demo"])
     assert c.retr(2)[1]
     assert c.quit().startswith(b"+OK")
     # Garbage instead of a ClientHello, and a reset mid-handshake.
@@ -102,7 +102,7 @@ def exercise_dovecot(p, certs, backend):
     # And one more session after it.
     c = poplib.POP3_SSL("127.0.0.1", p.port, context=ctx, timeout=60)
     c.user("demo")
-    c.pass_("demo")
+    c.pass_(H.PASSWORDS["demo"])
     assert c.stat()[0] == 3
     c.quit()
     H.wait_until(lambda: len(p.session_lines()) >= 5, 60, "the session lines")

@@ -137,7 +137,7 @@ def stls_client(port, ctx):
     return c
 
 
-def pop3s_login(p, certs, user="demo", password="demo", ctx=None):
+def pop3s_login(p, certs, user="demo", password=H.PASSWORDS["demo"], ctx=None):
     with H.Pop3Client(p.port, ctx or certs.client_context()) as c:
         c.login(user, password)
         assert c.cmd("QUIT").startswith(b"+OK")
@@ -171,7 +171,7 @@ def test_sessions_tls_versions_logins_and_bytes(popsd, certs):
     pop3s_login(p, certs)                       # implicit TLS 1.3, login
     with stls_client(p.pop3_port, certs.client_context()) as c:
         c.ok("USER demo")                       # STLS, login
-        c.ok("PASS demo")
+        c.ok(f"PASS {H.PASSWORDS['demo']}")
         assert c.cmd("QUIT").startswith(b"+OK")
     with H.Pop3Client(tport, tls12_context(certs)) as c:
         assert c.readline().startswith(b"+OK")  # plain TLS wrap, TLS 1.2
@@ -315,7 +315,7 @@ def test_fail2ban_filter_matches_failures_not_logins(popsd, certs, tmp_path):
 
 def plain_login(p):
     with H.Pop3Client(p.pop3_port) as c:
-        c.login("demo", "demo")
+        c.login("demo", H.PASSWORDS["demo"])
         assert c.cmd("QUIT").startswith(b"+OK")
 
 
@@ -328,7 +328,7 @@ def test_require_tls_warn_logs_and_counts_plaintext_logins(popsd, certs):
         capa = c.multiline()
         assert b"STLS" in capa and b"USER" in capa, capa   # as with "no"
         c.ok("USER demo")
-        c.ok("PASS demo")
+        c.ok(f"PASS {H.PASSWORDS['demo']}")
         assert c.cmd("QUIT").startswith(b"+OK")
     pop3s_login(p, certs)
     wait_lines(p, 2)
@@ -645,7 +645,7 @@ def test_slow_and_huge_scrapes_do_not_disturb_sessions(popsd, certs):
         slow.append(s)
     flood = socket.create_connection(("127.0.0.1", p.mport), timeout=30)
     with H.Pop3Client(p.port, certs.client_context()) as c:
-        c.login("demo", "demo")
+        c.login("demo", H.PASSWORDS["demo"])
         c.ok("RETR 1")
         assert c.multiline()
         # A flood of header bytes: refused at the bound, not buffered.

@@ -26,7 +26,7 @@ import popsd_harness as H
 CURL = ["curl", "-sS", "--max-time", "60"]
 
 
-def direct(backend, user="demo", password="demo"):
+def direct(backend, user="demo", password=H.PASSWORDS["demo"]):
     """A plain POP3 session straight to Dovecot: the oracle."""
     c = poplib.POP3("127.0.0.1", backend.port, timeout=20)
     c.user(user)
@@ -43,17 +43,17 @@ def curl(*args, **kw):
 
 def test_curl_list_and_retr(popsd, certs, backend):
     p = popsd()
-    want_list = curl(f"pop3://demo:demo@127.0.0.1:{backend.port}/")
-    want_msg = curl(f"pop3://demo:demo@127.0.0.1:{backend.port}/2")
+    want_list = curl(f"pop3://demo:{H.PASSWORDS['demo']}@127.0.0.1:{backend.port}/")
+    want_msg = curl(f"pop3://demo:{H.PASSWORDS['demo']}@127.0.0.1:{backend.port}/2")
     assert want_list.returncode == 0 and want_msg.returncode == 0
 
-    got_list = curl("--cacert", certs.ca, f"pop3s://demo:demo@127.0.0.1:{p.port}/")
+    got_list = curl("--cacert", certs.ca, f"pop3s://demo:{H.PASSWORDS['demo']}@127.0.0.1:{p.port}/")
     assert got_list.returncode == 0, got_list.stderr
     assert got_list.stdout == want_list.stdout
     assert re.fullmatch(rb"(\d+ \d+\r\n){3}", got_list.stdout)
 
     # Message 2 has dot-stuffed lines; curl un-stuffs them.
-    got_msg = curl("--cacert", certs.ca, f"pop3s://demo:demo@localhost:{p.port}/2")
+    got_msg = curl("--cacert", certs.ca, f"pop3s://demo:{H.PASSWORDS['demo']}@localhost:{p.port}/2")
     assert got_msg.returncode == 0, got_msg.stderr
     assert got_msg.stdout == want_msg.stdout
     assert b"\r\n.a line that starts with a dot\r\n..two dots\r\n.\r\n" in got_msg.stdout
@@ -98,7 +98,7 @@ def test_openssl_s_client_scripted(popsd, certs, backend):
     try:
         assert s.readline().startswith(b"+OK")
         assert s.cmd("USER demo").startswith(b"+OK")
-        assert s.cmd("PASS demo").startswith(b"+OK")
+        assert s.cmd(f"PASS {H.PASSWORDS['demo']}").startswith(b"+OK")
         assert s.cmd("LIST").startswith(b"+OK")
         assert s.multiline().split(b"\r\n")[:-1] == want_list
         assert s.cmd("RETR 3").startswith(b"+OK")
@@ -119,7 +119,7 @@ def test_poplib_pop3_ssl_verified(popsd, certs, backend):
         c = poplib.POP3_SSL(host, p.port, context=ctx, timeout=20)
         assert c.sock.version().startswith("TLSv1.")
         c.user("demo")
-        c.pass_("demo")
+        c.pass_(H.PASSWORDS["demo"])
         assert c.stat() == want.stat()
         assert c.list()[1] == want.list()[1]
         assert c.uidl()[1] == want.uidl()[1]
@@ -152,7 +152,7 @@ tls_trust_file {certs.ca}
 tls_host_override localhost
 auth user
 user demo
-password demo
+password {H.PASSWORDS['demo']}
 keep on
 only_new off
 delivery mbox {mbox}
@@ -171,7 +171,7 @@ def test_fetchmail(popsd, certs, tmp_path):
     out = tmp_path / "delivered"
     rc = tmp_path / "fetchmailrc"
     rc.write_text(f"""poll 127.0.0.1 service {p.port} protocol pop3 auth password
-  user demo password demo keep fetchall
+  user demo password "{H.PASSWORDS['demo']}" keep fetchall
   ssl sslcertck sslcertfile {certs.ca} sslcommonname localhost
   mda "cat >> {out}"
 """)
@@ -194,7 +194,7 @@ def big_number(p, certs, backend):
     """The message number of the big message in big's mailbox."""
     c = poplib.POP3_SSL("127.0.0.1", p.port, context=certs.client_context(), timeout=20)
     c.user("big")
-    c.pass_("big")
+    c.pass_(H.PASSWORDS["big"])
     sizes = {int(n): int(sz) for n, sz in (e.split() for e in c.list()[1])}
     c.quit()
     nums = [n for n, sz in sizes.items() if sz == backend.big_wire]
@@ -226,7 +226,7 @@ def test_slow_reader_memory_bounded(popsd, certs, backend):
     p = popsd()
     n = big_number(p, certs, backend)
     c = H.Pop3Client(p.port, certs.client_context())
-    c.login("big", "big")
+    c.login("big", H.PASSWORDS["big"])
     base = p.rss_kib()
     c.send(f"RETR {n}\r\n")
     assert c.readline().startswith(b"+OK")
@@ -241,7 +241,7 @@ def test_slow_reader_memory_bounded(popsd, certs, backend):
         if not other_done and time.monotonic() > t_end - 2.0:
             o = poplib.POP3_SSL("127.0.0.1", p.port, context=certs.client_context(), timeout=10)
             o.user("demo")
-            o.pass_("demo")
+            o.pass_(H.PASSWORDS["demo"])
             assert o.stat()[0] >= 3
             o.quit()
             other_done = True
@@ -388,7 +388,7 @@ def test_tls_garbage_then_working_session(popsd, certs, garbage):
     assert p.alive()
     c = poplib.POP3_SSL("127.0.0.1", p.port, context=certs.client_context(), timeout=20)
     c.user("demo")
-    c.pass_("demo")
+    c.pass_(H.PASSWORDS["demo"])
     assert c.stat()[0] == 3
     assert c.quit().startswith(b"+OK")
     assert p.alive()
@@ -422,7 +422,7 @@ def test_200_concurrent_sessions(popsd, certs):
         try:
             c = poplib.POP3_SSL("127.0.0.1", p.port, context=ctx, timeout=90)
             c.user("load")
-            c.pass_("load")
+            c.pass_(H.PASSWORDS["load"])
             barrier.wait(timeout=90)      # all n logged in at once
             results[i] = (c.stat(), c.quit())
         except Exception as e:            # noqa: BLE001 — reported below
@@ -451,7 +451,7 @@ def test_quit_ok_reaches_client(popsd, certs, login):
     p = popsd()
     with H.Pop3Client(p.port, certs.client_context()) as c:
         if login:
-            c.login("demo", "demo")
+            c.login("demo", H.PASSWORDS["demo"])
         else:
             assert c.readline().startswith(b"+OK")
         r = c.cmd("QUIT")
@@ -464,7 +464,7 @@ def test_pipelined_commands(popsd, certs):
     answered, in order, and QUIT's +OK arrives before the close."""
     p = popsd()
     with H.Pop3Client(p.port, certs.client_context()) as c:
-        c.login("demo", "demo")
+        c.login("demo", H.PASSWORDS["demo"])
         c.send("STAT\r\nLIST\r\nNOOP\r\nQUIT\r\n")
         assert c.readline().startswith(b"+OK 3 ")
         assert c.readline().startswith(b"+OK")
@@ -477,7 +477,7 @@ def test_pipelined_commands(popsd, certs):
 def test_session_log_line(popsd, certs):
     p = popsd()
     with H.Pop3Client(p.port, certs.client_context()) as c:
-        c.login("demo", "demo")
+        c.login("demo", H.PASSWORDS["demo"])
         c.ok("STAT")
         c.ok("QUIT")
         assert c.read_to_eof() == b""
@@ -522,7 +522,7 @@ def test_sigterm_drains_active_session(popsd, certs):
     p = popsd(timeouts={"drain": "10s"})
     c = H.Pop3Client(p.port, certs.client_context())
     with c:
-        c.login("demo", "demo")
+        c.login("demo", H.PASSWORDS["demo"])
         p.signal(signal.SIGTERM)
         # It stops accepting...
         H.wait_until(lambda: not H.listening(p.port), 5, "the listener to close")
@@ -538,7 +538,7 @@ def test_sigterm_drain_timeout_exits_0(popsd, certs):
     p = popsd(timeouts={"drain": "1s"})
     c = H.Pop3Client(p.port, certs.client_context())
     with c:
-        c.login("demo", "demo")
+        c.login("demo", H.PASSWORDS["demo"])
         t0 = time.monotonic()
         p.signal(signal.SIGTERM)
         assert p.wait(timeout=10) == 0, p.log()

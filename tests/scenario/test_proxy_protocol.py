@@ -26,7 +26,7 @@ def haproxy_dovecot():
     d = tempfile.mkdtemp(prefix="popsd-dovecot-hap.")
     dv = None
     try:
-        dv = H.Dovecot(d, ["demo:demo"], haproxy=True)
+        dv = H.Dovecot(d, [f"demo:{H.PASSWORDS['demo']}"], haproxy=True)
         yield dv
     finally:
         if dv is not None:
@@ -74,7 +74,7 @@ def test_backend_proxy_header_to_dovecot(popsd, certs, haproxy_dovecot, version)
     p = popsd(backend_addr=f"127.0.0.1:{haproxy_dovecot.port}",
               extra=[f"backend-proxy-protocol {version}"])
     with tls_client(connect_from(p.port, "127.0.0.2"), certs) as c:
-        c.login("demo", "demo")
+        c.login("demo", H.PASSWORDS["demo"])
         c.ok("RETR 1")
         assert b"Subject: Welcome to popsd" in c.multiline()
         assert c.cmd("QUIT").startswith(b"+OK")
@@ -172,7 +172,7 @@ def test_accept_proxy_pop3s(popsd, certs, backend, header):
     s = connect_from(p.port, "127.0.0.1")
     s.sendall(header("192.0.2.7", 40000, dport=p.port))
     with tls_client(s, certs) as c:
-        c.login("demo", "demo")
+        c.login("demo", H.PASSWORDS["demo"])
         assert c.cmd("QUIT").startswith(b"+OK")
     line = p.wait_session(client="192.0.2.7", port="40000")
     assert line["via"] == "127.0.0.1"
@@ -190,7 +190,7 @@ def test_accept_proxy_plaintext_allow_uses_real_client(popsd, backend):
             r = c.cmd("USER demo")
             if allowed:
                 assert r.startswith(b"+OK"), r
-                assert c.cmd("PASS demo").startswith(b"+OK")
+                assert c.cmd(f"PASS {H.PASSWORDS['demo']}").startswith(b"+OK")
             else:
                 assert r.startswith(b"-ERR [AUTH]"), r
             c.cmd("QUIT")

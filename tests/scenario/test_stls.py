@@ -32,6 +32,7 @@ import threading
 
 import pytest
 
+import fakepop
 import popsd_harness as H
 from legacy import LegacyBackend
 
@@ -52,6 +53,11 @@ R_TOO_MANY = b"-ERR too many errors, closing\r\n"
 CAPA_SYNTH_OK = b"+OK Capability list follows\r\n"
 
 CURL = ["curl", "-sS", "--max-time", "60"]
+
+# The session Dovecot's demo account (its password is guarded: no popsd log
+# may contain it).
+DEMO_PW = H.PASSWORDS["demo"]
+PASS_DEMO = f"PASS {DEMO_PW}".encode()
 
 
 # ====================================================================== tap
@@ -217,13 +223,13 @@ def dovecot_peer(backend):
     if backend.port not in _dovecot_oracle:
         c = poplib.POP3("127.0.0.1", backend.port, timeout=20)
         c.user("demo")
-        c.pass_("demo")
+        c.pass_(H.PASSWORDS["demo"])
         sizes = {int(a): int(b) for a, b in (e.split() for e in c.list()[1])}
         retr = {n: c.retr(n)[1] for n in sizes}
         c.quit()
         _dovecot_oracle[backend.port] = (retr, sizes)
     retr, sizes = _dovecot_oracle[backend.port]
-    return Peer("dovecot", backend.port, "demo", "demo", retr, sizes)
+    return Peer("dovecot", backend.port, "demo", DEMO_PW, retr, sizes)
 
 
 def legacy_peer(b):
@@ -431,7 +437,7 @@ def test_openssl_s_client_starttls(kind, popsd, peer_of, certs):
     s = p.wait_session(listener="pop3", login="yes")
     assert (s["stls"], s["auth_refused"], s["user"]) == ("yes", "no", peer.user), s["_line"]
     assert s["tls"].startswith("TLSv1."), s["_line"]
-    assert_not_logged(p, peer.password if kind != "dovecot" else "PASS demo")
+    assert_not_logged(p, peer.password)
 
 
 @pytest.mark.parametrize("kind", ALL_BACKENDS)
@@ -753,13 +759,13 @@ def test_plaintext_allow(allow, source, allowed, popsd, backend, tap):
         assert b"STLS" in caps
         assert (b"USER" in caps) == allowed, caps
         if allowed:
-            c.login("demo", "demo")
+            c.login("demo", H.PASSWORDS["demo"])
             assert c.cmd("STAT").startswith(b"+OK 3 ")
             c.ok("QUIT")
-            want = b"CAPA\r\nUSER demo\r\nPASS demo\r\nSTAT\r\nQUIT\r\n"
+            want = b"CAPA\r\nUSER demo\r\n" + PASS_DEMO + b"\r\nSTAT\r\nQUIT\r\n"
         else:
             assert c.cmd("USER demo") == R_TLS_REQUIRED
-            assert c.cmd("PASS demo") == R_TLS_REQUIRED
+            assert c.cmd(f"PASS {DEMO_PW}") == R_TLS_REQUIRED
             c.ok("QUIT")
             want = b"CAPA\r\nQUIT\r\n"
     assert t.conn().sent() == want
@@ -807,7 +813,7 @@ def test_plaintext_after_stls_ok_breaks_handshake(popsd, backend, tap):
     with Client(p.pop3_port) as c:
         c.readline()
         assert c.cmd("STLS") == R_STLS_OK
-        c.send("USER demo\r\nPASS demo\r\nQUIT\r\n")
+        c.send(b"USER demo\r\n" + PASS_DEMO + b"\r\nQUIT\r\n")
         rest = c.read_to_eof()
         assert not rest.startswith(b"+OK") and b"-ERR" not in rest, rest
     t.conn().wait_closed()
@@ -842,10 +848,10 @@ def test_stls_on_pop3s_port(popsd, backend, tap, certs):
         c.readline()
         assert c.cmd("STLS") == R_STLS_ACTIVE
         c.ok("USER demo")
-        c.ok("PASS demo")
+        c.ok(f"PASS {DEMO_PW}")
         assert c.cmd("STAT").startswith(b"+OK 3 ")
         c.ok("QUIT")
-    assert t.conn().sent() == b"USER demo\r\nPASS demo\r\nSTAT\r\nQUIT\r\n"
+    assert t.conn().sent() == b"USER demo\r\n" + PASS_DEMO + b"\r\nSTAT\r\nQUIT\r\n"
     s = session(p, c.local_port)
     assert (s["listener"], s["stls"], s["login"]) == ("pop3s", "no", "yes"), s["_line"]
 
@@ -908,14 +914,14 @@ def test_pipelined_noop_capa_stls_dovecot(popsd, backend, tap, certs):
         assert c.readline() == first
         assert c.readline() == R_STLS_OK
         c.handshake(certs.client_context())
-        c.login("demo", "demo")
+        c.login("demo", H.PASSWORDS["demo"])
         c.ok("QUIT")
-    assert t.conn().sent() == b"NOOP\r\nCAPA\r\nNOOP\r\nUSER demo\r\nPASS demo\r\nQUIT\r\n"
+    assert t.conn().sent() == b"NOOP\r\nCAPA\r\nNOOP\r\nUSER demo\r\n" + PASS_DEMO + b"\r\nQUIT\r\n"
 
 
 # ================================================== SASL after TLS (Dovecot)
 
-PLAIN_DEMO = b64("\0demo\0demo")
+PLAIN_DEMO = b64(f"\0demo\0{DEMO_PW}")
 
 
 def tls_session(popsd, backend, tap, certs, extra=()):
@@ -959,10 +965,10 @@ def test_sasl_login_mechanism(popsd, backend, tap, certs):
     with c:
         assert c.cmd("AUTH LOGIN") == b"+ " + b64("Username:").encode() + b"\r\n"
         assert c.cmd(b64("demo")) == b"+ " + b64("Password:").encode() + b"\r\n"
-        assert c.cmd(b64("demo")).startswith(b"+OK")
+        assert c.cmd(b64(DEMO_PW)).startswith(b"+OK")
         assert c.cmd("STAT").startswith(b"+OK 3 ")
         c.ok("QUIT")
-    assert conn.sent() == f"AUTH LOGIN\r\n{b64('demo')}\r\n{b64('demo')}\r\nSTAT\r\nQUIT\r\n".encode()
+    assert conn.sent() == f"AUTH LOGIN\r\n{b64('demo')}\r\n{b64(DEMO_PW)}\r\nSTAT\r\nQUIT\r\n".encode()
     s = session(p, c.local_port)
     assert (s["login"], s["user"]) == ("yes", "demo"), s["_line"]
 
@@ -977,9 +983,9 @@ def test_sasl_cancel_then_user_pass(popsd, backend, tap, certs):
         assert c.cmd("AUTH") == b"+OK\r\n"
         mechs = c.multiline()
         assert b"PLAIN" in mechs and b"LOGIN" in mechs, mechs
-        c.login("demo", "demo")
+        c.login("demo", H.PASSWORDS["demo"])
         c.ok("QUIT")
-    assert conn.sent() == b"AUTH PLAIN\r\n*\r\nAUTH\r\nUSER demo\r\nPASS demo\r\nQUIT\r\n"
+    assert conn.sent() == b"AUTH PLAIN\r\n*\r\nAUTH\r\nUSER demo\r\n" + PASS_DEMO + b"\r\nQUIT\r\n"
     s = session(p, c.local_port)
     assert (s["login"], s["user"]) == ("yes", "demo"), s["_line"]
 
@@ -1001,11 +1007,11 @@ def test_sasl_response_bound(bound, popsd, backend, tap, certs):
         assert c.cmd("AUTH PLAIN") == b"+ \r\n"
         r = c.cmd("not base64!")
         assert r.startswith(b"-ERR"), r
-        c.login("demo", "demo")
+        c.login("demo", H.PASSWORDS["demo"])
         c.ok("QUIT")
     forwarded = long.encode() if bound is None else b"*"
     assert conn.sent() == (b"AUTH PLAIN\r\n" + forwarded + b"\r\nAUTH PLAIN\r\n*\r\n"
-                           b"USER demo\r\nPASS demo\r\nQUIT\r\n")
+                           b"USER demo\r\n" + PASS_DEMO + b"\r\nQUIT\r\n")
 
 
 def test_auth_initial_response_over_255_refused(popsd, backend, tap, certs):
@@ -1017,9 +1023,9 @@ def test_auth_initial_response_over_255_refused(popsd, backend, tap, certs):
         line = f"AUTH PLAIN {ir}"
         assert len(line) + 2 > 255
         assert c.cmd(line) == R_TOO_LONG
-        c.login("demo", "demo")
+        c.login("demo", H.PASSWORDS["demo"])
         c.ok("QUIT")
-    assert conn.sent() == b"USER demo\r\nPASS demo\r\nQUIT\r\n"
+    assert conn.sent() == b"USER demo\r\n" + PASS_DEMO + b"\r\nQUIT\r\n"
 
 
 # ================================================================== shield
@@ -1028,12 +1034,13 @@ def test_auth_initial_response_over_255_refused(popsd, backend, tap, certs):
 def test_line_bound_255(tls, popsd, backend, tap, certs):
     """RFC 2449 §4: 255 octets with CRLF are a command; 256 are refused
     and never reach the backend. With a bare LF the bound still counts
-    the CRLF the line would be forwarded with."""
+    the CRLF the line would be forwarded with. (LANG: a command with an
+    argument that is no login, so that require-tls does not stop it.)"""
     t = tap(backend.port)
     p = start(popsd, t.address, extra=["max-auth-errors 10"])
-    ok255 = b"NOOP " + b"a" * 248 + b"\r\n"
-    long256 = b"NOOP " + b"b" * 249 + b"\r\n"
-    lf255 = b"NOOP " + b"c" * 249 + b"\n"
+    ok255 = b"LANG " + b"a" * 248 + b"\r\n"
+    long256 = b"LANG " + b"b" * 249 + b"\r\n"
+    lf255 = b"LANG " + b"c" * 249 + b"\n"
     assert (len(ok255), len(long256), len(lf255)) == (255, 256, 255)
     with Client(p.pop3_port) as c:
         c.readline()
@@ -1087,10 +1094,10 @@ def test_control_characters_refused(popsd, backend, tap):
         assert c.cmd(b"") == R_EMPTY
         c.send(b"\n")
         assert c.readline() == R_EMPTY
-        r = c.cmd("NOOP caf\xc3\xa9".encode("latin-1"))
+        r = c.cmd("LANG caf\xc3\xa9".encode("latin-1"))
         assert r.startswith((b"+OK", b"-ERR")) and r != R_BAD_CHAR, r
         c.ok("QUIT")
-    assert t.conn().sent() == b"NOOP caf\xc3\xa9\r\nQUIT\r\n"
+    assert t.conn().sent() == b"LANG caf\xc3\xa9\r\nQUIT\r\n"
 
 
 def test_commands_not_for_authorization_not_forwarded(popsd, backend, tap):
@@ -1207,7 +1214,7 @@ def test_big_retr_over_stls_sha256(popsd, backend, certs):
     c = poplib.POP3("localhost", p.pop3_port, timeout=20)
     c.stls(certs.client_context())
     c.user("big")
-    c.pass_("big")
+    c.pass_(H.PASSWORDS["big"])
     sizes = {int(n): int(sz) for n, sz in (e.split() for e in c.list()[1])}
     c.quit()
     n = [k for k, v in sizes.items() if v == backend.big_wire]
@@ -1254,7 +1261,7 @@ def test_summary_and_no_secret_logged(popsd, backend, tap, certs):
         assert c.cmd("AUTH LOGIN").startswith(b"+ ")
         assert c.cmd(b64("demo")).startswith(b"+ ")
         assert c.cmd(b64(secrets[4])).startswith(b"-ERR")
-        c.login("demo", "demo")
+        c.login("demo", H.PASSWORDS["demo"])
         c.ok("QUIT")
     s = session(p, c.local_port)
     assert (s["listener"], s["stls"], s["login"], s["auth_refused"], s["user"]) == \
@@ -1360,3 +1367,124 @@ def test_user_from_the_clear_forgotten_after_tls(popsd, backend, tap, certs):
     s = session(p, c.local_port)
     assert (s["stls"], s["auth_refused"], s["user"], s["login"]) == \
         ("yes", "yes", "-", "no"), s["_line"]
+
+
+# ============= issue 13: arguments, names from passwords, error counting
+
+R_NO_ARG = b"-ERR syntax error: this command takes no argument\r\n"
+R_BAD_ARGS = b"-ERR syntax error in arguments\r\n"
+
+
+@pytest.mark.parametrize("kind", ALL_BACKENDS)
+def test_arguments_not_smuggled(kind, popsd, peer_of, tap, certs):
+    """Only what a command's syntax allows reaches the backend (issue 13
+    items 6, 7): a CAPA padded so that a daemon splitting long lines would
+    find "PASS guess" in its tail, words after NOOP, QUIT and STLS, a
+    second word after USER get popsd's -ERR and never reach the backend
+    (the tap's record); the same commands without them still work."""
+    peer = peer_of(kind)
+    t = tap(peer.port)
+    p = start(popsd, t.address, extra=["max-auth-errors 10"])
+    with Client(p.pop3_port) as c:
+        c.readline()
+        assert c.cmd("CAPA" + " " * 200 + "PASS guess") == R_NO_ARG
+        assert c.cmd("NOOP " + "x" * 100 + " USER root") == R_NO_ARG
+        assert c.cmd("QUIT now") == R_NO_ARG
+        assert c.cmd("STLS now") == R_NO_ARG         # RFC 2595 §4
+        assert c.cmd(f"USER {peer.user} PASS guess") == R_BAD_ARGS
+        c.starttls(certs.client_context())
+        assert c.cmd("CAPA x") == R_NO_ARG
+        assert c.cmd(f"USER {peer.user} x") == R_BAD_ARGS
+        c.ok(f"USER {peer.user}")
+        c.ok(f"PASS {peer.password}")
+        assert c.cmd("STAT").startswith(b"+OK ")
+        c.ok("QUIT")
+    assert t.conn().sent() == \
+        f"USER {peer.user}\r\nPASS {peer.password}\r\nSTAT\r\nQUIT\r\n".encode()
+    s = session(p, c.local_port)
+    assert (s["stls"], s["login"], s["user"]) == ("yes", "yes", peer.user), s["_line"]
+
+
+def test_password_never_logged_as_user(popsd, backend, certs):
+    """The log's user= never holds a password (issue 13 item 4): an AUTH
+    PLAIN message with one NUL ("demo NUL password": what follows the NUL
+    is the password) and an APOP or USER line that is not well formed give
+    user="-". The password guard (conftest.py) also fails the test if the
+    password is anywhere in the log."""
+    p = popsd()
+    one_nul = b64(f"demo\0{DEMO_PW}")
+    for lines in ([f"AUTH PLAIN {one_nul}"], ["AUTH PLAIN", one_nul],
+                  [f"APOP {DEMO_PW}"], [f"USER {DEMO_PW} {DEMO_PW}"]):
+        with H.Pop3Client(p.port, certs.client_context()) as c:
+            c.readline()
+            for line in lines:
+                r = c.cmd(line)
+            assert r.startswith(b"-ERR"), (lines, r)
+            c.ok("QUIT")
+        s = p.wait_session(port=c.local_port)
+        assert (s["login"], s["user"]) == ("no", "-"), (lines, s["_line"])
+    assert H.logged_secrets(p.log()) == []
+
+
+def test_sasl_login_empty_name_password_not_logged(popsd, certs):
+    """SASL LOGIN whose first response (the name) is empty: the second is
+    the password, and it must not be taken for the name (issue 13 item 4).
+    Dovecot refuses an empty name at once, so a scripted server that asks
+    for the password anyway stands in for a backend that does."""
+    secret = f"Login-Pw-{os.getpid()}"
+    H.guard_secret(secret)
+    answers = {b"AUTH LOGIN": b"+ " + b64("Username:").encode(),
+               b"": b"+ " + b64("Password:").encode(),
+               b64(secret).encode(): b"-ERR [AUTH] failed", b"QUIT": b"+OK bye"}
+
+    def handler(conn):
+        conn.send(fakepop.GREETING)
+        while (line := conn.readline()):
+            conn.send(answers.get(line.rstrip(b"\r\n"), b"-ERR what?") + b"\r\n")
+            if line.startswith(b"QUIT"):
+                conn.close()
+                return
+
+    be = fakepop.ScriptedBackend(handler)
+    try:
+        p = popsd(backend_addr=be.address)
+        with H.Pop3Client(p.port, certs.client_context()) as c:
+            c.readline()
+            assert c.cmd("AUTH LOGIN").startswith(b"+ ")
+            assert c.cmd("").startswith(b"+ ")
+            assert c.cmd(b64(secret)).startswith(b"-ERR [AUTH]")
+            c.ok("QUIT")
+        s = p.wait_session(port=c.local_port)
+        assert s["user"] == "-", s["_line"]
+        assert H.logged_secrets(p.log()) == []
+    finally:
+        be.close()
+
+
+def test_cancel_and_bad_response_do_not_close(popsd, backend, tap, certs):
+    """max-auth-errors counts each failed login once and a cancel not at
+    all (issue 13 item 8): under the default 3, a client's "*", a SASL
+    response popsd refuses (it sends "*" for it) and a real failed login
+    leave the session open for a good login. Before, this counted 1 + 2 +
+    1 and closed."""
+    p, conn, c = tls_session(popsd, backend, tap, certs)
+    with c:
+        assert c.cmd("AUTH PLAIN") == b"+ \r\n"
+        assert c.cmd("*").startswith(b"-ERR")
+        assert c.cmd("AUTH PLAIN") == b"+ \r\n"
+        assert c.cmd("not base64!").startswith(b"-ERR")
+        assert c.cmd(f"AUTH PLAIN {b64(chr(0) + 'demo' + chr(0) + 'wrong-pw')}").startswith(b"-ERR")
+        c.login("demo", DEMO_PW)
+        c.ok("QUIT")
+    s = session(p, c.local_port)
+    assert (s["login"], s["user"]) == ("yes", "demo"), s["_line"]
+    assert s["reason"] != "too-many-errors", s["_line"]
+
+
+def test_password_guard_finds_passwords():
+    """The popsd fixture's guard (issue 13 item 4) finds a test password
+    in a log in the forms a leak would take, and not a user name."""
+    assert H.logged_secrets(f'session=1 user="{DEMO_PW}" reason=x') == [DEMO_PW]
+    assert H.logged_secrets(f"debug: {b64(DEMO_PW)}") == [DEMO_PW]
+    assert H.logged_secrets(f"debug: {PLAIN_DEMO}") == [DEMO_PW]
+    assert H.logged_secrets('session=1 user="demo" reason=x') == []

@@ -62,6 +62,7 @@ class Proc:
         self.proc = subprocess.Popen(argv, stdout=self.logf, stderr=subprocess.STDOUT,
                                      env=full_env, **popen)
         self.pid = self.proc.pid
+        H.watch_log(self)       # popsd's output: the password guard reads it
 
     def log(self):
         with contextlib.suppress(OSError), open(self.log_path, errors="replace") as f:
@@ -156,7 +157,7 @@ def pop3s_session(port, certs, timeout=20):
     """A full POP3S session as demo: login, STAT, LIST, RETR, QUIT, EOF.
     Returns the client's local port (the session line's port=)."""
     with H.Pop3Client(port, certs.client_context(), timeout=timeout) as c:
-        c.login("demo", "demo")
+        c.login("demo", H.PASSWORDS["demo"])
         assert c.cmd("STAT").startswith(b"+OK 3 ")
         c.ok("LIST")
         assert len(c.multiline().splitlines()) == 3
@@ -173,7 +174,7 @@ def pop3_stls_session(port, certs):
     try:
         c.stls(certs.client_context())
         c.user("demo")
-        c.pass_("demo")
+        c.pass_(H.PASSWORDS["demo"])
         assert c.stat()[0] == 3
         c.quit()
     finally:
@@ -539,7 +540,7 @@ def test_notify_status_counts_sessions(procs, tmp_path, certs, backend):
         procs("popsd", [popsd_bin(), "-d", "-f", conf], env={"NOTIFY_SOCKET": ns.address})
         ns.wait_for(lambda m: "READY=1" in m.split("\n"), "READY=1")
         with H.Pop3Client(port, certs.client_context()) as c:
-            c.login("demo", "demo")
+            c.login("demo", H.PASSWORDS["demo"])
             ns.wait_for(lambda m: status_is(fields(m), "serving 1 session"),
                         "STATUS=serving 1 session", timeout=15)
             c.cmd("QUIT")

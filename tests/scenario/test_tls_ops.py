@@ -253,7 +253,7 @@ def last_session(p, count_before, timeout=10):
 
 def big_number(port, ctx, backend):
     with H.Pop3Client(port, ctx) as c:
-        c.login("big", "big")
+        c.login("big", H.PASSWORDS["big"])
         assert c.cmd("LIST").startswith(b"+OK")
         sizes = dict(tuple(map(int, l.split())) for l in c.multiline().split(b"\r\n") if l)
         c.cmd("QUIT")
@@ -298,7 +298,7 @@ class Load:
         while not self.stop.is_set():
             try:
                 with H.Pop3Client(self.port, self.ctx) as c:
-                    c.login("demo", "demo")
+                    c.login("demo", H.PASSWORDS["demo"])
                     assert c.cmd("LIST").startswith(b"+OK")
                     c.multiline()
                     assert c.cmd("RETR 1").startswith(b"+OK")
@@ -332,7 +332,7 @@ def test_reload_swaps_certificate_under_load_retr_intact(tpopsd, set_a, set_b, b
     n = big_number(p.port, ctx_a, backend)
 
     c = H.Pop3Client(p.port, ctx_a, timeout=60)
-    c.login("big", "big")
+    c.login("big", H.PASSWORDS["big"])
     assert hashlib.sha256(c.sock.getpeercert(binary_form=True)).hexdigest() == set_a.fp
     assert c.cmd(f"RETR {n}").startswith(b"+OK")
     h = hashlib.sha256()

@@ -12,7 +12,7 @@ import popsd_harness as H
 
 def session(p, certs):
     with H.Pop3Client(p.port, certs.client_context()) as c:
-        c.login("demo", "demo")
+        c.login("demo", H.PASSWORDS["demo"])
         assert c.cmd("QUIT").startswith(b"+OK")
 
 
