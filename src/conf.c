@@ -45,6 +45,8 @@ struct parser {
 	int		 cert_line;	/* certificate waiting for its key, or 0 */
 	int		 client_cert_line; /* tls-client-cert, or 0 */
 	int		 client_ca_line;   /* tls-client-ca, or 0 */
+	int		 ticket_key_line;  /* tls-ticket-key-file, or 0 */
+	int		 lifetime_line;	   /* last tls-session-lifetime */
 };
 
 struct directive {
@@ -1028,6 +1030,7 @@ do_tls_session_lifetime(struct parser *p, int argc, char **argv)
 	char q[128];
 
 	(void)argc;
+	p->lifetime_line = p->line;
 	if (strcmp(argv[0], "off") == 0) {
 		p->c->tls_session_lifetime = 0;
 		return 0;
@@ -1040,6 +1043,39 @@ do_tls_session_lifetime(struct parser *p, int argc, char **argv)
 		return -1;
 	}
 	p->c->tls_session_lifetime = (int)v;
+	return 0;
+}
+
+/* tls-ticket-key-file: read like a private key (mode checked on the open
+ * file), parsed at once so that -n finds a bad key, and the text wiped. */
+static int
+do_tls_ticket_key_file(struct parser *p, int argc, char **argv)
+{
+	struct conf *c = p->c;
+	uint8_t *text = NULL;
+	size_t len = 0;
+	char q[256], why[256];
+	int line, rv;
+
+	(void)argc;
+	if (string_once(p, "tls-ticket-key-file", argv[0],
+	    &c->tls_ticket_key_path) == -1)
+		return -1;
+	if (read_pem(p, "ticket key", argv[0], true, &text, &len) == -1)
+		return -1;
+	rv = ticketkeys_parse(text, len, &c->tls_ticket_keys, &line, why,
+	    sizeof(why));
+	wipe_free(text, len + 1);
+	if (rv == -1) {
+		clean(q, sizeof(q), argv[0]);
+		if (line > 0)
+			perr(p, "tls-ticket-key-file \"%s\" line %d: %s", q,
+			    line, why);
+		else
+			perr(p, "tls-ticket-key-file \"%s\": %s", q, why);
+		return -1;
+	}
+	p->ticket_key_line = p->line;
 	return 0;
 }
 
@@ -1127,6 +1163,8 @@ static const struct directive directives[] = {
 	{ "tls-curves", 1, 1, "tls-curves CURVES", do_tls_curves },
 	{ "tls-session-lifetime", 1, 1, "tls-session-lifetime DURATION|off",
 	    do_tls_session_lifetime },
+	{ "tls-ticket-key-file", 1, 1, "tls-ticket-key-file PATH",
+	    do_tls_ticket_key_file },
 	{ "tls-client-cert", 1, 1, "tls-client-cert none|optional|required",
 	    do_tls_client_cert },
 	{ "tls-client-ca", 1, 1, "tls-client-ca PATH", do_tls_client_ca },
@@ -1308,6 +1346,13 @@ check_complete(struct parser *p)
 		    "optional\" or \"tls-client-cert required\"");
 		return -1;
 	}
+	if (c->tls_ticket_key_path != NULL && c->tls_session_lifetime == 0) {
+		p->line = p->lifetime_line;
+		perr(p, "tls-session-lifetime off: resumption is off, so the "
+		    "tls-ticket-key-file on line %d would not be used; remove "
+		    "one of them", p->ticket_key_line);
+		return -1;
+	}
 	/* auto: one per online CPU, for the handshakes; one with backend
 	 * exec, whose spawner serves one process. */
 	if (c->workers == 0)
@@ -1444,6 +1489,7 @@ conf_free(struct conf *c)
 	free(c->tls_curves);
 	free(c->tls_client_ca_path);
 	free(c->tls_client_ca);
+	free(c->tls_ticket_key_path);
 	free(c->path);
 	free(c->user);
 	free(c->group);

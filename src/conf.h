@@ -14,6 +14,8 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "ticketkeys.h"
+
 #define CONF_MAX_LISTEN		16
 #define CONF_MAX_KEYPAIRS	16
 #define CONF_MAX_CIDR		64
@@ -149,6 +151,10 @@ struct conf {
 	char			*tls_ciphers;
 	char			*tls_curves;
 	int			 tls_session_lifetime;	/* seconds; 0: off */
+	/* tls-ticket-key-file: its path, or NULL (popsd makes and rotates
+	 * its own keys), and its keys, read at load time; wiped with c. */
+	char			*tls_ticket_key_path;
+	struct ticket_key_set	 tls_ticket_keys;
 	enum client_cert_mode	 tls_client_cert;
 	char			*tls_client_ca_path;
 	uint8_t			*tls_client_ca;	/* PEM bytes */
@@ -169,8 +175,9 @@ void conf_defaults(struct conf *c);
  * ("path:line: what is wrong", or "path: ..." for whole-file problems such
  * as a missing backend) into err (size errsz). Never exits, never crashes
  * on any input. Checks: keywords, argument counts, addresses, that
- * certificate, key, OCSP and CA files are readable, that each key file is
- * not accessible to group or others, and that libtls accepts the
+ * certificate, key, OCSP, CA and ticket key files are readable, that each
+ * key file (and the ticket key file) is not accessible to group or others,
+ * that the ticket key file holds valid keys, and that libtls accepts the
  * tls-protocols, tls-ciphers and tls-curves values (so -n catches them).
  * The caller owns the result (conf_free).
  */

@@ -19,7 +19,9 @@
  * line. Listen lines and user/group/chroot take effect only on restart.
  * The session ticket keys (struct ticket_keys in the daemon state) are
  * given to every new TLS context, so tickets survive a reload; a timer
- * rotates them (tlsconf.h), and they are wiped on exit.
+ * rotates them (tlsconf.h), and they are wiped on exit. With
+ * tls-ticket-key-file the keys are the file's, re-read on reload, and
+ * the timer only renews them in libtls.
  * SIGTERM/SIGINT stop accepting and let sessions finish for up to
  * "timeout drain"; a second signal ends them at once.
  */
@@ -186,6 +188,30 @@ watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	sd_notify_send("WATCHDOG=1");
 }
 
+/*
+ * renew_file_keys: with tls-ticket-key-file, a new server context from
+ * the running configuration, so that libtls takes the file's keys afresh
+ * (it stops using a key tls-session-lifetime after it was given it).
+ * Sessions keep the context they started with.
+ */
+static void
+renew_file_keys(struct popsd *d)
+{
+	struct tls_server *ts;
+	char err[512];
+
+	if ((ts = tlsconf_server(d->conf, &d->tickets, err,
+	    sizeof(err))) == NULL) {
+		log_warnx("session ticket keys from %s not renewed, the "
+		    "current ones stay: %s", d->conf->tls_ticket_key_path, err);
+		return;
+	}
+	tls_server_unref(d->tls_server);
+	d->tls_server = ts;
+	log_debug("session ticket keys from %s renewed",
+	    d->conf->tls_ticket_key_path);
+}
+
 static void
 ticket_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
@@ -194,6 +220,10 @@ ticket_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 	(void)loop;
 	(void)revents;
+	if (tlsconf_keys_from_file(d->conf)) {
+		renew_file_keys(d);
+		return;
+	}
 	if (is_worker) {
 		/* The master makes the keys; take what it published. */
 		if (tlsconf_sync(&d->tickets, d->tls_server, err,
@@ -213,28 +243,32 @@ ticket_cb(struct ev_loop *loop, ev_timer *w, int revents)
 /*
  * schedule_rotation: rotate ticket keys every quarter of the current
  * tls-session-lifetime (see tlsconf.h), or not at all when resumption is
- * off, in which case the keys are forgotten. Called at start and after
- * each reload. The timer does not keep the loop alive (ev_unref).
+ * off, in which case the keys are forgotten. With tls-ticket-key-file
+ * popsd's own keys are forgotten too, and the timer renews the file's
+ * keys in every process instead (tlsconf_keys_from_file). Called at
+ * start and after each reload. The timer does not keep the loop alive
+ * (ev_unref).
  */
 static void
 schedule_rotation(struct popsd *d)
 {
 	double every = tlsconf_rotate_interval(d->conf);
+	bool from_file = tlsconf_keys_from_file(d->conf);
 
 	/* A worker looks for the master's new key often, so that all of
 	 * them encrypt with it within seconds of each other. */
-	if (is_worker && every > WORKER_KEY_POLL)
+	if (is_worker && !from_file && every > WORKER_KEY_POLL)
 		every = WORKER_KEY_POLL;
+	if (from_file || every == 0)
+		tlsconf_forget_keys(&d->tickets);
 	if (ev_is_active(&ticket_timer)) {
 		if (every == ticket_timer.repeat)
 			return;
 		ev_ref(d->loop);
 		ev_timer_stop(d->loop, &ticket_timer);
 	}
-	if (every == 0) {
-		tlsconf_wipe_keys(&d->tickets);
+	if (every == 0)
 		return;
-	}
 	ev_timer_init(&ticket_timer, ticket_cb, every, every);
 	ticket_timer.data = d;
 	ev_timer_start(d->loop, &ticket_timer);
@@ -364,8 +398,18 @@ reload(struct popsd *d)
 {
 	struct tls_server *ts = NULL;
 	struct conf *c;
+	uint32_t last_rev = d->tickets.last_rev;
 	char err[1024];
 
+	/* popsd's own keys used again (tls-session-lifetime back on,
+	 * tls-ticket-key-file removed): the master, which reloads first,
+	 * has made the first key and published it; a worker takes it
+	 * rather than make its own, or tickets would resume only in the
+	 * worker that issued them. Into the running context only if its
+	 * keys are popsd's own. */
+	if (is_worker && tlsconf_sync(&d->tickets, d->tickets.n > 0 ?
+	    d->tls_server : NULL, err, sizeof(err)) == -1)
+		log_warnx("session ticket keys from the master: %s", err);
 	if ((c = load(d->conf->path, &ts, &d->tickets, err,
 	    sizeof(err))) == NULL) {
 		log_warnx("reload failed, keeping the running configuration: %s",
@@ -395,6 +439,8 @@ reload(struct popsd *d)
 	d->tls_server = ts;
 	note_certificates(c);
 	count_reload(true);
+	if (!is_worker && d->tickets.last_rev != last_rev)
+		tlsconf_publish(&d->tickets);	/* made by this load */
 	schedule_rotation(d);
 	log_info("reloaded %s: new sessions use the new configuration and "
 	    "certificates", c->path);

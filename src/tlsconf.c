@@ -14,10 +14,10 @@
 #include <string.h>
 #include <tls.h>
 
-/* The only OpenSSL header popsd includes: SHA-256 for the session id
- * context. libtls has no digest; the libcrypto under it has (EVP_MD_CTX_new
- * and EVP_Digest*: OpenSSL 1.1 and 3, LibreSSL), and a digest of popsd's
- * own would be crypto code to maintain. */
+/* OpenSSL's headers, here and in ticketkeys.c only: SHA-256 for the
+ * session id context. libtls has no digest; the libcrypto under it has
+ * (EVP_MD_CTX_new and EVP_Digest*: OpenSSL 1.1 and 3, LibreSSL), and a
+ * digest of popsd's own would be crypto code to maintain. */
 #include <openssl/evp.h>
 
 #include "conf.h"
@@ -210,9 +210,44 @@ set_session_id(struct tls_config *cfg, const struct conf *c,
 }
 
 /*
- * set_resumption: session lifetime, the session id context (see
- * set_session_id), and every ticket key oldest first (libtls
- * encrypts with the last added and decrypts with any of its four).
+ * The base of the session id context with tls-ticket-key-file (see
+ * set_session_id): every host sharing the file must have the same one,
+ * or none would resume another's sessions. A fixed value, not one
+ * derived from the keys: after a rotation, tickets of the keys still in
+ * the file resume.
+ */
+static const uint8_t file_session_id[] = "popsd tls-ticket-key-file";
+
+bool
+tlsconf_keys_from_file(const struct conf *c)
+{
+	return c->tls_session_lifetime > 0 && c->tls_ticket_keys.n > 0;
+}
+
+/*
+ * set_file_keys: the file's keys, last line first: libtls encrypts with
+ * the key added last, so the file's first key encrypts and the others
+ * decrypt (checked by tests/scenario/test_ticket_keys.py).
+ */
+static int
+set_file_keys(struct tls_config *cfg, const struct conf *c)
+{
+	const struct ticket_key_set *ks = &c->tls_ticket_keys;
+	int i;
+
+	for (i = ks->n - 1; i >= 0; i--)
+		/* libtls copies the key; its prototype is not const. */
+		if (tls_config_add_ticket_key(cfg, ks->rev[i],
+		    (unsigned char *)ks->key[i], TICKET_KEY_SIZE) == -1)
+			return -1;
+	return 0;
+}
+
+/*
+ * set_resumption: session lifetime, then the session id context (see
+ * set_session_id) and the keys: the file's (tls-ticket-key-file), or
+ * every key of tk oldest first (libtls encrypts with the last added and
+ * decrypts with any of its four).
  */
 static int
 set_resumption(struct tls_config *cfg, const struct conf *c,
@@ -220,8 +255,9 @@ set_resumption(struct tls_config *cfg, const struct conf *c,
 {
 	int i;
 
-	if (c->tls_session_lifetime == 0)
-		return 0;
+	/* Made at start even while resumption is off or the keys are the
+	 * file's: workers are forked with it, and must all have the same
+	 * one whenever popsd's own keys are used. */
 	if (!tk->have_session_id) {
 		if (fill_random(tk->session_id, sizeof(tk->session_id)) == -1 ||
 		    fill_random(&tk->last_rev, sizeof(tk->last_rev)) == -1) {
@@ -230,13 +266,23 @@ set_resumption(struct tls_config *cfg, const struct conf *c,
 		}
 		tk->have_session_id = true;
 	}
+	if (c->tls_session_lifetime == 0)
+		return 0;
+	if (tls_config_set_session_lifetime(cfg, c->tls_session_lifetime) == -1)
+		goto fail;
+	if (tlsconf_keys_from_file(c)) {
+		if (set_session_id(cfg, c, file_session_id,
+		    sizeof(file_session_id) - 1, err, errsz) == -1)
+			return -1;
+		if (set_file_keys(cfg, c) == -1)
+			goto fail;
+		return 0;
+	}
 	if (tk->n == 0 && new_key(tk, err, errsz) == -1)
 		return -1;
 	if (set_session_id(cfg, c, tk->session_id, sizeof(tk->session_id),
 	    err, errsz) == -1)
 		return -1;
-	if (tls_config_set_session_lifetime(cfg, c->tls_session_lifetime) == -1)
-		goto fail;
 	for (i = 0; i < tk->n; i++)
 		if (tls_config_add_ticket_key(cfg, tk->rev[i], tk->key[i],
 		    sizeof(tk->key[i])) == -1)
@@ -307,6 +353,26 @@ done:
 	return ctx;
 }
 
+/*
+ * scrub_ticket_keys: libtls keeps its copy of the ticket keys in the
+ * config, and tls_config_free() frees it without wiping. Its four slots
+ * shift by one per key added, so four throwaway keys (zeros, under names
+ * not in use: a name in use is refused, and at most four are) overwrite
+ * every real one first.
+ */
+static void
+scrub_ticket_keys(struct tls_config *cfg)
+{
+	static uint8_t zero[TICKET_KEY_SIZE];
+	uint32_t rev = UINT32_MAX;
+	int added = 0, tries;
+
+	for (tries = 0; tries < 2 * TICKET_KEYS && added < TICKET_KEYS; tries++)
+		if (tls_config_add_ticket_key(cfg, rev--, zero,
+		    sizeof(zero)) == 0)
+			added++;
+}
+
 struct tls_server *
 tlsconf_server(const struct conf *c, struct ticket_keys *tk, char *err,
     size_t errsz)
@@ -324,6 +390,7 @@ tlsconf_server(const struct conf *c, struct ticket_keys *tk, char *err,
 		if (err[0] == '\0')
 			snprintf(err, errsz, "TLS setup: %s",
 			    tls_config_error(ts->cfg));
+		scrub_ticket_keys(ts->cfg);
 		tls_config_free(ts->cfg);
 		free(ts);
 		return NULL;
@@ -345,6 +412,7 @@ tls_server_unref(struct tls_server *ts)
 	if (ts == NULL || --ts->refs > 0)
 		return;
 	tls_free(ts->ctx);
+	scrub_ticket_keys(ts->cfg);
 	tls_config_free(ts->cfg);
 	free(ts);
 }
@@ -387,6 +455,14 @@ void
 tlsconf_wipe_keys(struct ticket_keys *tk)
 {
 	explicit_bzero(tk, sizeof(*tk));
+}
+
+void
+tlsconf_forget_keys(struct ticket_keys *tk)
+{
+	explicit_bzero(tk->key, sizeof(tk->key));
+	explicit_bzero(tk->rev, sizeof(tk->rev));
+	tk->n = 0;
 }
 
 /* fact: sanitized s, or "-"; spaces too become '?' when bare is set,

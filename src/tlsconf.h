@@ -17,6 +17,13 @@
  * tls-session-lifetime and the oldest of the four falls out, so no key
  * lives longer than the lifetime. (How long a chain of renewed tickets
  * resumes is libtls_shim.c's.)
+ *
+ * With tls-ticket-key-file the keys are the file's instead (struct conf
+ * holds them; ticketkeys.h): every host reading the same file makes the
+ * same keys and, under the same policy, the same session id context, so
+ * a ticket from one host resumes on another. popsd then makes and
+ * rotates none: the file is re-read on reload, and the operator rotates
+ * it.
  */
 #ifndef POPSD_TLSCONF_H
 #define POPSD_TLSCONF_H
@@ -25,15 +32,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ticketkeys.h"
+
 struct conf;
 struct tls;
 struct tls_config;
 
-/* libtls keeps this many ticket keys (TLS_NUM_TICKETS) of this size
- * (TLS_TICKET_KEY_SIZE: AES-256 key and HMAC-SHA256 key). */
-#define TICKET_KEYS		4
-#define TICKET_KEY_SIZE		48
-#define TICKET_SESSION_ID_SIZE	32
+#define TICKET_SESSION_ID_SIZE	32	/* TICKET_KEYS, _SIZE: ticketkeys.h */
 
 struct ticket_keys {
 	uint8_t		key[TICKET_KEYS][TICKET_KEY_SIZE]; /* oldest first */
@@ -75,6 +80,15 @@ struct tls_server *tls_server_ref(struct tls_server *ts);
 void	tls_server_unref(struct tls_server *ts);
 
 /*
+ * tlsconf_keys_from_file: are c's ticket keys the tls-ticket-key-file's
+ * (and resumption on)? Then tlsconf_rotate must not be used; instead
+ * tlsconf_server is called again from the same conf every
+ * tlsconf_rotate_interval: libtls stops using a key session-lifetime
+ * after it was given one, and only a new context takes it afresh.
+ */
+bool	tlsconf_keys_from_file(const struct conf *c);
+
+/*
  * tlsconf_rotate: make a new ticket key, keep it in tk (the oldest of
  * TICKET_KEYS falls out) and give it to ts (may be NULL), where it
  * encrypts new tickets from the next handshake on while the older keys
@@ -102,6 +116,12 @@ int	tlsconf_sync(struct ticket_keys *tk, struct tls_server *ts, char *err,
 
 /* tlsconf_wipe_keys: forget every ticket key (explicit_bzero). */
 void	tlsconf_wipe_keys(struct ticket_keys *tk);
+
+/* tlsconf_forget_keys: the same, but keep the session id context and the
+ * last key name, which the workers share from the start: if popsd's own
+ * keys are used again, the next one the master makes and publishes is
+ * every worker's. */
+void	tlsconf_forget_keys(struct ticket_keys *tk);
 
 /*
  * tlsconf_conn_facts: what the session summary line says about a client

@@ -15,12 +15,13 @@ FUZZ_DIR	 = $(BUILD)/fuzz
 FUZZ_CFLAGS	 = -std=c11 -D_GNU_SOURCE -Isrc -g -O1 \
 		   -fsanitize=fuzzer,address,undefined \
 		   -fno-sanitize-recover=undefined -Wall -Wextra
-FUZZ_NAMES	 = pop3 capa proxy scrape
+FUZZ_NAMES	 = pop3 capa proxy scrape ticketkeys
 FUZZ_BINS	 = $(FUZZ_NAMES:%=$(FUZZ_DIR)/fuzz_%)
 FUZZ_OPTS_pop3	 = -max_len=4096
 FUZZ_OPTS_capa	 = -max_len=2048
 FUZZ_OPTS_proxy	 = -max_len=2048
 FUZZ_OPTS_scrape = -max_len=2048
+FUZZ_OPTS_ticketkeys = -max_len=2048
 
 $(FUZZ_DIR)/fuzz_pop3: tests/fuzz/fuzz_pop3.c src/pop3.c src/capa.c \
     src/buf.c src/log.c src/pop3.h src/capa.h src/buf.h src/log.h
@@ -43,6 +44,13 @@ $(FUZZ_DIR)/fuzz_scrape: tests/fuzz/fuzz_scrape.c src/metrics_http.c \
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_scrape.c \
 	    src/metrics_http.c src/certtime.c src/metrics.c src/xio.c \
 	    src/log.c -ltls -lev
+
+$(FUZZ_DIR)/fuzz_ticketkeys: tests/fuzz/fuzz_ticketkeys.c src/ticketkeys.c \
+    src/ticketkeys.h
+	@mkdir -p $(FUZZ_DIR)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_ticketkeys.c \
+	    src/ticketkeys.c $(shell pkg-config --libs libcrypto 2>/dev/null || \
+	    echo -lcrypto)
 
 fuzz-build: $(FUZZ_BINS)
 

@@ -601,3 +601,63 @@ def client_hello():
     with contextlib.suppress(ssl.SSLWantReadError):
         obj.do_handshake()
     return out.read()
+
+
+# --------------------------------------------------------------------------
+# Session ticket keys shared by several hosts (tls-ticket-key-file)
+
+TICKETKEYS = os.path.join(REPO, "certs", "ticketkeys.sh")
+
+
+def ticketkeys(*args):
+    """Run certs/ticketkeys.sh (new FILE | rotate FILE [KEEP])."""
+    subprocess.run(["sh", TICKETKEYS, *args], check=True, timeout=30,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def ticket_key_lines(path):
+    """The key lines of a ticket key file, in order."""
+    with open(path) as f:
+        return [l.strip() for l in f if l.strip() and not l.lstrip().startswith("#")]
+
+
+def ticket_key_name(line):
+    """The 16-byte ticket key name popsd gives libtls for one key line
+    (ticketkeys.h: HKDF-SHA512, empty salt, bytes 0-3 of the output, then
+    12 zero bytes), computed here independently of popsd."""
+    import base64
+    import hmac
+    prk = hmac.new(b"\0" * 64, base64.b64decode(line, validate=True), hashlib.sha512).digest()
+    okm = hmac.new(prk, b"popsd tls-ticket-key-file v1\x01", hashlib.sha512).digest()
+    return okm[:4] + bytes(12)
+
+
+def s_client_session(port, ca, sess_in=None, sess_out=None, args=(), timeout=30):
+    """One pop3s connection by openssl s_client that sends QUIT and waits
+    for popsd to close (so a TLS 1.3 ticket, sent after the handshake,
+    is received), reusing the session in sess_in and saving it to
+    sess_out. Returns 'New' or 'Reused'."""
+    cmd = ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-CAfile", ca,
+           "-servername", "localhost", "-ign_eof", *args]
+    if sess_in:
+        cmd += ["-sess_in", sess_in]
+    if sess_out:
+        cmd += ["-sess_out", sess_out]
+    r = subprocess.run(cmd, input=b"QUIT\r\n", stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, timeout=timeout)
+    out = r.stdout.decode(errors="replace")
+    m = re.search(r"^(New|Reused), TLSv", out, re.M)
+    assert r.returncode == 0 and m, f"s_client failed:\n{out}"
+    return m.group(1)
+
+
+def session_ticket_name(sess):
+    """The key name (first 16 bytes) of the ticket in a session saved by
+    s_client -sess_out, or None if it holds no ticket (or there is no
+    file: s_client saves none when it resumed without a new ticket)."""
+    if not os.path.exists(sess):
+        return None
+    out = subprocess.run(["openssl", "sess_id", "-in", sess, "-noout", "-text"],
+                         check=True, stdout=subprocess.PIPE, text=True, timeout=30).stdout
+    m = re.search(r"TLS session ticket:\n\s*0000 - ((?:[0-9a-f]{2}[ -]){16})", out)
+    return bytes.fromhex(m.group(1).replace("-", " ")) if m else None

@@ -32,6 +32,11 @@
 		 "-----END PRIVATE KEY-----\n"
 #define ECKEY_PEM "-----BEGIN EC PRIVATE KEY-----\nMHcfake\n" \
 		 "-----END EC PRIVATE KEY-----\n"
+/* Session ticket keys: bytes(range(80)) in base64, and what popsd derives
+ * from it (test_ticketkeys.c has the vectors). */
+#define TICKET_K80 "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygp" \
+		   "KissLS4vMDEyMzQ1Njc4OTo7PD0+P0BBQkNERUZHSElKS0xNTk8="
+#define TICKET_REV80	0xe2e14f71u
 /* The start of a DER OCSPResponse: SEQUENCE, ENUMERATED successful. */
 #define OCSP_DER "\x30\x03\x0a\x01\x01"
 
@@ -58,6 +63,9 @@ static const struct fixture {
 	{ "staple.pem", "-----BEGIN OCSP RESPONSE-----\n", 0644 },
 	{ "empty.der", "", 0644 },
 	{ "ca.pem", CERT_PEM CERT_PEM, 0644 },
+	{ "tickets.key", "# keys\r\n" TICKET_K80 "\r\n", 0600 },
+	{ "tickets644.key", TICKET_K80 "\n", 0644 },
+	{ "tickets-bad.key", TICKET_K80 "\nnot*base64\n", 0600 },
 };
 
 static void
@@ -966,6 +974,53 @@ test_ocsp_staple(void **state)
 	conf_free(c);
 }
 
+/* tls-ticket-key-file: read and parsed at load time, its mode checked
+ * like a private key's, its errors placed at the directive's line. */
+static void
+test_ticket_key_file(void **state)
+{
+	char path[256];
+	struct conf *c;
+
+	(void)state;
+	c = load(BASE "tls-ticket-key-file @D@/tickets.key\n");
+	if (c == NULL)
+		fail_msg("%s", errbuf);
+	path_in_dir(path, sizeof(path), "tickets.key");
+	assert_string_equal(c->tls_ticket_key_path, path);
+	assert_int_equal(c->tls_ticket_keys.n, 1);
+	assert_int_equal(c->tls_ticket_keys.rev[0], TICKET_REV80);
+	conf_free(c);
+	c = load(BASE);
+	assert_non_null(c);
+	assert_null(c->tls_ticket_key_path);
+	assert_int_equal(c->tls_ticket_keys.n, 0);
+	conf_free(c);
+
+	expect_error(BASE "tls-ticket-key-file @D@/tickets644.key\n", 5,
+	    "ticket key file \"@D@/tickets644.key\" is accessible by group "
+	    "or others (mode 0644)");
+	expect_error(BASE "\ntls-ticket-key-file @D@/tickets-bad.key\n", 6,
+	    "tls-ticket-key-file \"@D@/tickets-bad.key\" line 2: not a "
+	    "base64 key");
+	expect_error(BASE "tls-ticket-key-file @D@/cert.pem\n", 5,
+	    "is accessible by group or others");
+	expect_error(BASE "tls-ticket-key-file @D@/key.pem\n", 5,
+	    "line 1: not a base64 key");
+	expect_error(BASE "tls-ticket-key-file @D@/nonexistent\n", 5,
+	    "cannot read ticket key \"@D@/nonexistent\"");
+	expect_error(BASE "tls-ticket-key-file @D@/tickets.key\n"
+	    "tls-ticket-key-file @D@/tickets.key\n", 6,
+	    "tls-ticket-key-file: given more than once");
+	expect_error(BASE "tls-ticket-key-file\n", 5,
+	    "expected \"tls-ticket-key-file PATH\"");
+	/* No resumption, no use for the keys: say so rather than ignore. */
+	expect_error(BASE "tls-ticket-key-file @D@/tickets.key\n"
+	    "tls-session-lifetime 1h\ntls-session-lifetime off\n", 7,
+	    "tls-session-lifetime off: resumption is off, so the "
+	    "tls-ticket-key-file on line 5 would not be used");
+}
+
 /* A key at 0600 or 0400 is fine where 0640 was refused. */
 static void
 test_key_modes(void **state)
@@ -1292,6 +1347,7 @@ main(void)
 		cmocka_unit_test(test_listenless),
 		cmocka_unit_test(test_per_ip),
 		cmocka_unit_test(test_ocsp_staple),
+		cmocka_unit_test(test_ticket_key_file),
 		cmocka_unit_test(test_key_modes),
 		cmocka_unit_test(test_missing_file),
 		cmocka_unit_test(test_long_lines),
