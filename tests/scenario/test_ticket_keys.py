@@ -15,7 +15,6 @@ import pwd
 import re
 import shutil
 import signal
-import subprocess
 import tempfile
 import time
 
