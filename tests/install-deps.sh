@@ -16,7 +16,7 @@ python3 python3-pytest
 curl openssl mpop fetchmail socat mandoc
 clang libclang-rt-dev valgrind procps
 systemd liblockfile1 getmail6 mailutils-pop3d
-testssl.sh nmap fail2ban"
+testssl.sh nmap fail2ban haproxy"
 
 installed() {
 	dpkg-query -W -f='${Status}\n' "$1" 2>/dev/null | grep -q '^install ok installed$'
