@@ -15,6 +15,7 @@ import pwd
 import re
 import shutil
 import signal
+import subprocess
 import tempfile
 import time
 
@@ -244,3 +245,30 @@ def test_workers_share_file_keys_and_own_keys_after_reload(hosts, pub_certs, tmp
     assert reused == 8, a.log()
     # Host b still has the file's keys, not a's own: no resumption there.
     assert session(b, pub_certs, tmp_path, "x.pem", sess_in=sess)[0] == "New"
+
+
+def test_inetd_mode_resumes_with_key_file(hosts, pub_certs, tmp_path, backend):
+    """Each `popsd -i` process serves one connection: with its own keys a
+    ticket could never resume; with the file, the next process resumes
+    it (socat as the inetd)."""
+    port = H.free_port()
+    conf = os.path.join(hosts.dir, "inetd.conf")
+    with open(conf, "w") as f:
+        f.write(f"listen pop3s 127.0.0.1:{port}\nbackend {backend.address}\n"
+                f"certificate {pub_certs.cert}\nkey {pub_certs.key}\n"
+                f"tls-ticket-key-file {hosts.keyfile}\n"
+                + (f"user {DROP_USER}\n" if os.geteuid() == 0 else ""))
+    log = open(os.path.join(hosts.dir, "inetd.log"), "wb")
+    inetd = subprocess.Popen(
+        ["socat", f"TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork",
+         f"EXEC:{H.popsd_binary()} -d -i pop3s -f {conf},nofork"],
+        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        H.wait_until(lambda: H.listening(port), 15, "socat to listen")
+        sess = str(tmp_path / "s.pem")
+        assert H.s_client_session(port, pub_certs.ca, sess_out=sess) == "New"
+        assert H.s_client_session(port, pub_certs.ca, sess_in=sess) == "Reused"
+    finally:
+        inetd.terminate()
+        inetd.wait(10)
+        log.close()
