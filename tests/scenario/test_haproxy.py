@@ -25,7 +25,7 @@ import tempfile
 import pytest
 
 import popsd_harness as H
-from test_ticket_keys import give_to_popsd
+from test_ticket_keys import give_to_popsd, guard_keys
 
 README = os.path.join(H.REPO, "README.md")
 
@@ -43,7 +43,7 @@ def hap_dovecot():
     d = tempfile.mkdtemp(prefix="popsd-dovecot-hap.")
     dv = None
     try:
-        dv = H.Dovecot(d, ["demo:demo"], haproxy=True)
+        dv = H.Dovecot(d, [f"demo:{H.PASSWORDS['demo']}"], haproxy=True)
         yield dv
     finally:
         if dv is not None:
@@ -64,6 +64,7 @@ class Cluster:
         self.keyfile = os.path.join(directory, "ticket.keys")
         H.ticketkeys("new", self.keyfile)
         give_to_popsd(self.keyfile)
+        guard_keys(self.keyfile)
         self.hosts = []
         for name in ("popsd1", "popsd2"):
             p = H.Popsd(directory, self.certs, f"127.0.0.1:{dovecot.port}", pop3=True,
@@ -188,7 +189,7 @@ def pop3s_from(port, source, certs, session=None):
 def full_session(port, source, certs, session=None):
     """Log in, list, quit; returns (resumed?, the TLS session to reuse)."""
     with pop3s_from(port, source, certs, session) as c:
-        c.login("demo", "demo")
+        c.login("demo", H.PASSWORDS["demo"])
         c.ok("LIST")
         c.multiline()
         assert c.cmd("QUIT").startswith(b"+OK")
@@ -230,7 +231,7 @@ def test_spread_resumed_across_hosts_real_address(cluster, hap_dovecot):
     f.close()
     with pop3s_tls(raw, c.certs) as p3:
         p3.ok("USER demo")
-        p3.ok("PASS demo")
+        p3.ok(f"PASS {H.PASSWORDS['demo']}")
         assert p3.cmd("QUIT").startswith(b"+OK")
     H.wait_until(lambda: any(s["stls"] == "yes" and s["login"] == "yes"
                              for p in c.hosts for s in c.client_lines(p, "127.0.0.3")),
@@ -278,7 +279,7 @@ def test_sigterm_on_one_host_loses_nothing(cluster):
     held = []
     for _ in range(2):
         h = pop3s_from(c.port, "127.0.0.2", c.certs)
-        h.login("demo", "demo")
+        h.login("demo", H.PASSWORDS["demo"])
         held.append(h)
     mark_b = len(c.client_lines(b, "127.0.0.2"))
     a.signal(signal.SIGTERM)
