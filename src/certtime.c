@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base64.h"
+
 #define PEM_BEGIN	"-----BEGIN CERTIFICATE-----"
 #define PEM_END		"-----END CERTIFICATE-----"
 
@@ -164,22 +166,6 @@ cert_der_not_after(const uint8_t *der, size_t len, int64_t *out)
 	return der_time(&t, out);
 }
 
-static int
-b64_value(uint8_t c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
-}
-
 /* find: needle in the len bytes at hay, or NULL. */
 static const uint8_t *
 find(const uint8_t *hay, size_t len, const char *needle)
@@ -206,7 +192,7 @@ cert_pem_not_after(const void *pem, size_t len, int64_t *out)
 	for (p = begin; p < end; p++) {
 		if (*p == '=')
 			break;
-		if ((v = b64_value(*p)) < 0) {
+		if ((v = base64_value(*p)) < 0) {
 			if (*p == '\r' || *p == '\n' || *p == ' ' ||
 			    *p == '\t')
 				continue;

@@ -21,6 +21,7 @@
 #include "popsd.h"
 #include "sd.h"
 #include "session.h"
+#include "sockbind.h"
 #include "xio.h"
 
 /* Connections taken per wakeup: enough to empty a burst, small enough
@@ -60,44 +61,13 @@ listener_new(struct popsd *d, int fd, enum listen_kind kind, const char *text)
 	return l;
 }
 
-static int
-bind_one(const struct sockaddr *sa, socklen_t len, bool dual_stack)
-{
-	int fd, one = 1, zero = 0;
-
-	fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd == -1)
-		return -1;
-	(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (sa->sa_family == AF_INET6)
-		(void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY,
-		    dual_stack ? &zero : &one, sizeof(int));
-	if (bind(fd, sa, len) == -1 || listen(fd, LISTEN_BACKLOG) == -1) {
-		int saved = errno;
-		close(fd);
-		errno = saved;
-		return -1;
-	}
-	return fd;
-}
-
 struct listener *
 listener_bind(struct popsd *d, const struct conf_listen *cl)
 {
-	struct sockaddr_in any4;
 	struct listener *l;
 	int fd;
 
-	fd = bind_one((const struct sockaddr *)&cl->addr, cl->addrlen,
-	    cl->wildcard);
-	if (fd == -1 && cl->wildcard && errno == EAFNOSUPPORT) {
-		/* No IPv6 on this host: "*" means every IPv4 address. */
-		memset(&any4, 0, sizeof(any4));
-		any4.sin_family = AF_INET;
-		any4.sin_port = ((const struct sockaddr_in6 *)&cl->addr)->sin6_port;
-		fd = bind_one((struct sockaddr *)&any4, sizeof(any4), false);
-	}
-	if (fd == -1) {
+	if ((fd = sockbind_listen(cl, LISTEN_BACKLOG)) == -1) {
 		log_warn("listen %s %s", listen_kind_name(cl->kind), cl->text);
 		return NULL;
 	}

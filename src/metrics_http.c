@@ -11,6 +11,7 @@
 
 #include "log.h"
 #include "metrics.h"
+#include "sockbind.h"
 #include "xio.h"
 
 #define LISTEN_BACKLOG	64
@@ -129,43 +130,13 @@ static void	client_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void	accept_cb(struct ev_loop *loop, ev_io *w, int revents);
 static void	resume_cb(struct ev_loop *loop, ev_timer *w, int revents);
 
-static int
-bind_one(const struct sockaddr *sa, socklen_t len, bool dual_stack)
-{
-	int fd, one = 1, zero = 0, saved;
-
-	fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd == -1)
-		return -1;
-	(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (sa->sa_family == AF_INET6)
-		(void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY,
-		    dual_stack ? &zero : &one, sizeof(int));
-	if (bind(fd, sa, len) == -1 || listen(fd, LISTEN_BACKLOG) == -1) {
-		saved = errno;
-		close(fd);
-		errno = saved;
-		return -1;
-	}
-	return fd;
-}
-
 struct metrics_http *
 metrics_http_bind(struct ev_loop *loop, const struct conf_listen *cl)
 {
 	struct metrics_http *h;
-	struct sockaddr_in any4;
 	int fd, i;
 
-	fd = bind_one((const struct sockaddr *)&cl->addr, cl->addrlen,
-	    cl->wildcard);
-	if (fd == -1 && cl->wildcard && errno == EAFNOSUPPORT) {
-		memset(&any4, 0, sizeof(any4));
-		any4.sin_family = AF_INET;
-		any4.sin_port = ((const struct sockaddr_in6 *)&cl->addr)->sin6_port;
-		fd = bind_one((struct sockaddr *)&any4, sizeof(any4), false);
-	}
-	if (fd == -1) {
+	if ((fd = sockbind_listen(cl, LISTEN_BACKLOG)) == -1) {
 		log_warn("metrics-listen %s", cl->text);
 		return NULL;
 	}

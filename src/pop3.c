@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base64.h"
 #include "capa.h"
 #include "log.h"
 
@@ -269,60 +270,6 @@ is_terminator(const uint8_t *s, size_t n)
 	return content_len(s, n) == 1 && s[0] == '.';
 }
 
-static int
-b64_value(uint8_t c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
-}
-
-/*
- * b64_decode: strict base64 (RFC 4648 §4: whole quartets, padding only at
- * the end) into out, at most outsz bytes. Returns false for anything else:
- * a name is only ever taken from data that is well formed.
- */
-static bool
-b64_decode(const uint8_t *in, size_t len, uint8_t *out, size_t outsz,
-    size_t *outlen)
-{
-	uint32_t acc;
-	size_t i, k, pad, n = 0;
-	int v;
-
-	if (len % 4 != 0)
-		return false;
-	for (i = 0; i < len; i += 4) {
-		acc = 0;
-		pad = 0;
-		for (k = 0; k < 4; k++) {
-			if (in[i + k] == '=' && i + 4 == len && k >= 2) {
-				pad++;
-				v = 0;
-			} else if (pad > 0 || (v = b64_value(in[i + k])) < 0)
-				return false;
-			acc = (acc << 6) | (uint32_t)v;
-		}
-		if (n + 3 - pad > outsz)
-			return false;
-		out[n++] = (uint8_t)(acc >> 16);
-		if (pad < 2)
-			out[n++] = (uint8_t)(acc >> 8);
-		if (pad < 1)
-			out[n++] = (uint8_t)acc;
-	}
-	*outlen = n;
-	return true;
-}
-
 /* ---- facts for the log ---- */
 
 static void
@@ -373,7 +320,7 @@ record_sasl_name(struct pop3 *p, const uint8_t *b64, size_t len)
 		return;
 	p->sasl_name_next = false;
 	if (p->mech == MECH_OTHER ||
-	    !b64_decode(b64, len, dec, sizeof(dec), &n))
+	    !base64_decode(b64, len, dec, sizeof(dec), &n))
 		goto done;
 	if (p->mech == MECH_PLAIN && (name = plain_authcid(dec, n, &n)) == NULL)
 		goto done;
@@ -482,7 +429,7 @@ sasl_chars(const struct line *l)
 	if (l->len == 1 && l->s[0] == '*')
 		return true;
 	for (i = 0; i < l->len; i++)
-		if (b64_value(l->s[i]) < 0 && l->s[i] != '=')
+		if (base64_value(l->s[i]) < 0 && l->s[i] != '=')
 			return false;
 	return true;
 }
@@ -606,7 +553,7 @@ is_mech_char(uint8_t c)
 static bool
 is_b64_char(uint8_t c)
 {
-	return b64_value(c) >= 0 || c == '=';
+	return base64_value(c) >= 0 || c == '=';
 }
 
 /* first_word: length of the argument up to its first space. */

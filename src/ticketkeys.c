@@ -11,59 +11,10 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include "base64.h"
+
 #define SHA512_LEN	64
 #define DERIVED_LEN	(4 + TICKET_KEY_SIZE)
-
-/* b64_value: the 6-bit value of a base64 character (RFC 4648 §4), -1. */
-static int
-b64_value(uint8_t ch)
-{
-	if (ch >= 'A' && ch <= 'Z')
-		return ch - 'A';
-	if (ch >= 'a' && ch <= 'z')
-		return ch - 'a' + 26;
-	if (ch >= '0' && ch <= '9')
-		return ch - '0' + 52;
-	if (ch == '+')
-		return 62;
-	if (ch == '/')
-		return 63;
-	return -1;
-}
-
-/*
- * b64_decode: standard base64 with its padding, as base64(1), openssl
- * base64 -A and HAProxy's examples write it: a multiple of 4 characters,
- * '=' only in the last two places. Returns the byte count written to out
- * (room for len / 4 * 3), or -1.
- */
-static int
-b64_decode(const uint8_t *s, size_t len, uint8_t *out)
-{
-	size_t i, pad = 0;
-	int j, v, n = 0;
-	uint32_t group;
-
-	if (len == 0 || len % 4 != 0)
-		return -1;
-	if (s[len - 1] == '=')
-		pad = s[len - 2] == '=' ? 2 : 1;
-	for (i = 0; i < len; i += 4) {
-		group = 0;
-		for (j = 0; j < 4; j++) {
-			if (i + (size_t)j >= len - pad)
-				v = 0;		/* padding, checked above */
-			else if ((v = b64_value(s[i + (size_t)j])) == -1)
-				return -1;
-			group = group << 6 | (uint32_t)v;
-		}
-		out[n++] = (uint8_t)(group >> 16);
-		out[n++] = (uint8_t)(group >> 8);
-		out[n++] = (uint8_t)group;
-	}
-	explicit_bzero(&group, sizeof(group));
-	return n - (int)pad;
-}
 
 int
 ticketkeys_derive(const uint8_t *raw, size_t rawlen, uint32_t *rev,
@@ -109,14 +60,14 @@ trim(const uint8_t **s, size_t *len)
 
 /* add_key: one key line (decoded into raw) into out; 0 or -1 with err. */
 static int
-add_key(struct ticket_key_set *out, const uint8_t *raw, int rawlen,
+add_key(struct ticket_key_set *out, const uint8_t *raw, size_t rawlen,
     const int *lines, char *err, size_t errsz)
 {
 	int i, k = out->n;
 
 	if (rawlen != TICKETKEYS_RAW_LONG && rawlen != TICKETKEYS_RAW_SHORT) {
 		snprintf(err, errsz, "a key is the base64 of %d (or %d) random "
-		    "bytes, this one decodes to %d", TICKETKEYS_RAW_LONG,
+		    "bytes, this one decodes to %zu", TICKETKEYS_RAW_LONG,
 		    TICKETKEYS_RAW_SHORT, rawlen);
 		return -1;
 	}
@@ -126,7 +77,7 @@ add_key(struct ticket_key_set *out, const uint8_t *raw, int rawlen,
 		    "oldest, at the end", TICKET_KEYS, TICKET_KEYS);
 		return -1;
 	}
-	if (ticketkeys_derive(raw, (size_t)rawlen, &out->rev[k],
+	if (ticketkeys_derive(raw, rawlen, &out->rev[k],
 	    out->key[k]) == -1) {
 		snprintf(err, errsz, "cannot derive the key (libcrypto)");
 		return -1;
@@ -153,7 +104,8 @@ ticketkeys_parse(const uint8_t *text, size_t len, struct ticket_key_set *out,
     int *line, char *err, size_t errsz)
 {
 	uint8_t raw[TICKETKEYS_LINE_MAX / 4 * 3];
-	int lines[TICKET_KEYS], lineno = 0, rawlen, rv = -1;
+	int lines[TICKET_KEYS], lineno = 0, rv = -1;
+	size_t rawlen;
 	const uint8_t *s, *nl, *end = text + len;
 	size_t n;
 
@@ -175,7 +127,7 @@ ticketkeys_parse(const uint8_t *text, size_t len, struct ticket_key_set *out,
 			    "bytes)", TICKETKEYS_LINE_MAX);
 			goto fail;
 		}
-		if ((rawlen = b64_decode(s, n, raw)) == -1) {
+		if (!base64_decode(s, n, raw, sizeof(raw), &rawlen)) {
 			snprintf(err, errsz, "not a base64 key (one key per "
 			    "line, nothing else on it)");
 			goto fail;

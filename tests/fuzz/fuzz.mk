@@ -24,10 +24,11 @@ FUZZ_OPTS_scrape = -max_len=2048
 FUZZ_OPTS_ticketkeys = -max_len=2048
 
 $(FUZZ_DIR)/fuzz_pop3: tests/fuzz/fuzz_pop3.c src/pop3.c src/capa.c \
-    src/buf.c src/log.c src/pop3.h src/capa.h src/buf.h src/log.h
+    src/base64.c src/buf.c src/log.c src/pop3.h src/capa.h src/base64.h \
+    src/buf.h src/log.h
 	@mkdir -p $(FUZZ_DIR)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_pop3.c src/pop3.c \
-	    src/capa.c src/buf.c src/log.c
+	    src/capa.c src/base64.c src/buf.c src/log.c
 
 $(FUZZ_DIR)/fuzz_capa: tests/fuzz/fuzz_capa.c src/capa.c src/capa.h
 	@mkdir -p $(FUZZ_DIR)
@@ -38,18 +39,19 @@ $(FUZZ_DIR)/fuzz_proxy: tests/fuzz/fuzz_proxy.c src/proxy.c src/proxy.h
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_proxy.c src/proxy.c
 
 $(FUZZ_DIR)/fuzz_scrape: tests/fuzz/fuzz_scrape.c src/metrics_http.c \
-    src/certtime.c src/metrics.c src/xio.c src/log.c src/metrics_http.h \
-    src/certtime.h src/metrics.h
+    src/certtime.c src/base64.c src/metrics.c src/sockbind.c src/xio.c \
+    src/log.c src/metrics_http.h src/certtime.h src/base64.h src/metrics.h \
+    src/sockbind.h
 	@mkdir -p $(FUZZ_DIR)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_scrape.c \
-	    src/metrics_http.c src/certtime.c src/metrics.c src/xio.c \
-	    src/log.c -ltls -lev
+	    src/metrics_http.c src/certtime.c src/base64.c src/metrics.c \
+	    src/sockbind.c src/xio.c src/log.c -ltls -lev
 
 $(FUZZ_DIR)/fuzz_ticketkeys: tests/fuzz/fuzz_ticketkeys.c src/ticketkeys.c \
-    src/ticketkeys.h
+    src/base64.c src/ticketkeys.h src/base64.h
 	@mkdir -p $(FUZZ_DIR)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_ticketkeys.c \
-	    src/ticketkeys.c $(shell pkg-config --libs libcrypto 2>/dev/null || \
+	    src/ticketkeys.c src/base64.c $(shell pkg-config --libs libcrypto 2>/dev/null || \
 	    echo -lcrypto)
 
 fuzz-build: $(FUZZ_BINS)
