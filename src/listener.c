@@ -15,6 +15,7 @@
 
 #include <ev.h>
 
+#include "accounting.h"
 #include "log.h"
 #include "ledger.h"
 #include "metrics.h"
@@ -131,6 +132,7 @@ listener_inetd(struct popsd *d, int fd, enum listen_kind kind, char *err,
 {
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
+	struct acct a = { 0 };
 	char why[128];
 	unsigned n;
 	int fl;
@@ -153,9 +155,8 @@ listener_inetd(struct popsd *d, int fd, enum listen_kind kind, char *err,
 		sl = 0;
 	/* Counted like a listener's session, so that its end balances; one
 	 * connection has no neighbours to count per address. */
-	(void)ledger_session_take(d->ledger, 0, &n);
-	session_start(d, kind, fd, sl ? (struct sockaddr *)&ss : NULL, sl,
-	    NULL);
+	(void)acct_take_session(d->ledger, &a, 0, &n);
+	session_start(d, kind, fd, sl ? (struct sockaddr *)&ss : NULL, sl, &a);
 	return 0;
 }
 
@@ -226,39 +227,25 @@ turn_away(struct listener *l, int fd, const struct sockaddr *sa,
 	    counted_as ? " counted_as=" : "", counted_as ? counted_as : "");
 }
 
-/* peer_key: the per-address key of sa under c: its address, an IPv6
- * one cut to per-ip-ipv6-prefix (a host picks any address in its /64);
- * false if sa is no IP address. */
-static bool
-peer_key(const struct conf *c, const struct sockaddr *sa,
-    uint8_t key[LEDGER_KEY_SIZE])
-{
-	if (!ledger_key_sockaddr(sa, key))
-		return false;
-	ledger_key_mask(key, c->per_ip_ipv6_prefix);
-	return true;
-}
-
 /*
  * admit: start a session for an accepted connection, or turn it away if
  * it is over max-sessions or max-sessions-per-ip, counted in the ledger
  * across all workers. Sessions are counted per address whether or not a
  * per-address limit is set, so that a reload that sets one counts the
- * sessions already running.
+ * sessions already running. The places taken go to the session, whose
+ * destructor gives them back.
  */
 static void
 admit(struct listener *l, int fd, const struct sockaddr *sa, socklen_t sl)
 {
 	struct popsd *d = l->d;
 	const struct conf *c = d->conf;
-	uint8_t key[LEDGER_KEY_SIZE];
+	struct acct a = { 0 };
 	char as[LEDGER_KEY_TEXT_MAX];
-	uint64_t before = d->next_session_id;
-	bool counted = false;
 	unsigned n;
 	int r;
 
-	if (ledger_session_take(d->ledger, (unsigned)c->max_sessions,
+	if (acct_take_session(d->ledger, &a, (unsigned)c->max_sessions,
 	    &n) == -1) {
 		turn_away(l, fd, sa, sl, "max-sessions", "too many sessions, "
 		    "try again later", n, c->max_sessions, NULL);
@@ -267,86 +254,23 @@ admit(struct listener *l, int fd, const struct sockaddr *sa, socklen_t sl)
 	/* A trusted balancer's connections are counted by the address in
 	 * their PROXY header, once the session has read it. */
 	if (!conf_cidr_match(c->accept_proxy, c->naccept_proxy, sa) &&
-	    peer_key(c, sa, key)) {
-		r = ledger_peer_take(d->ledger, key,
-		    (unsigned)c->max_sessions_per_ip, &n);
-		if (r != 0) {
-			ledger_session_release(d->ledger);
-			if (r == -1)
-				turn_away(l, fd, sa, sl, "max-sessions-per-ip",
-				    "too many sessions from your address, try "
-				    "again later", n, c->max_sessions_per_ip,
-				    ledger_key_format(key, c->per_ip_ipv6_prefix,
-				    as, sizeof(as)));
-			else
-				turn_away(l, fd, sa, sl, "address-table-full",
-				    "too many sessions, try again later",
-				    ledger_peers(d->ledger),
-				    (int)ledger_capacity(d->ledger), NULL);
-			return;
-		}
-		counted = true;
+	    (r = acct_take_peer(d->ledger, &a, sa, c->per_ip_ipv6_prefix,
+	    (unsigned)c->max_sessions_per_ip, &n)) != 0) {
+		/* The key it was counted under, before a is cleared. */
+		(void)ledger_key_format(a.key, c->per_ip_ipv6_prefix, as,
+		    sizeof(as));
+		acct_release(d->ledger, &a);
+		if (r == -1)
+			turn_away(l, fd, sa, sl, "max-sessions-per-ip",
+			    "too many sessions from your address, try "
+			    "again later", n, c->max_sessions_per_ip, as);
+		else
+			turn_away(l, fd, sa, sl, "address-table-full",
+			    "too many sessions, try again later", n,
+			    (int)ledger_capacity(d->ledger), NULL);
+		return;
 	}
-	session_start(d, l->kind, fd, sa, sl, counted ? key : NULL);
-	/* No session was made (out of memory, logged): neither
-	 * popsd_session_closed() nor popsd_peer_closed() will run for it. */
-	if (d->next_session_id == before) {
-		ledger_session_release(d->ledger);
-		if (counted)
-			ledger_peer_release(d->ledger, key);
-	}
-}
-
-int
-popsd_peer_admit(struct popsd *d, const struct sockaddr *sa,
-    uint8_t key[LEDGER_KEY_SIZE])
-{
-	const struct conf *c = d->conf;
-	char host[64] = "?", as[LEDGER_KEY_TEXT_MAX];
-	unsigned n = 0;
-	int r;
-
-	if (!peer_key(c, sa, key))
-		return 1;
-	r = ledger_peer_take(d->ledger, key, (unsigned)c->max_sessions_per_ip,
-	    &n);
-	if (r == 0)
-		return 0;
-	metrics_count(r == -1 ? M_LIMIT_PER_IP : M_LIMIT_TABLE_FULL, 1);
-	(void)getnameinfo(sa, sa->sa_family == AF_INET ?
-	    sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6),
-	    host, sizeof(host), NULL, 0, NI_NUMERICHOST);
-	if (r == -1)
-		log_warnx("refused client=%s reason=max-sessions-per-ip "
-		    "sessions=%u limit=%d counted_as=%s (behind a PROXY header)",
-		    host, n, c->max_sessions_per_ip, ledger_key_format(key,
-		    c->per_ip_ipv6_prefix, as, sizeof(as)));
-	else
-		log_warnx("refused client=%s reason=address-table-full "
-		    "addresses=%u limit=%u (behind a PROXY header)", host,
-		    ledger_peers(d->ledger), ledger_capacity(d->ledger));
-	return r;
-}
-
-void
-popsd_peer_closed(struct popsd *d, const uint8_t key[LEDGER_KEY_SIZE])
-{
-	ledger_peer_release(d->ledger, key);
-}
-
-/*
- * popsd_session_closed: a session slot is free. Lives here, beside
- * admission control, rather than in main.c so that the unit tests can
- * link session.c without main(). The loop ends when popsd is draining
- * (SIGTERM, or inetd mode, which never takes a second session) and the
- * last session is gone.
- */
-void
-popsd_session_closed(struct popsd *d)
-{
-	ledger_session_release(d->ledger);
-	if (d->draining && d->nsessions == 0)
-		ev_break(d->loop, EVBREAK_ALL);
+	session_start(d, l->kind, fd, sa, sl, &a);
 }
 
 /*

@@ -636,7 +636,7 @@ serve_inetd(struct popsd *d, enum listen_kind kind)
 	char err[512];
 
 	/* Set first: the session may end inside listener_inetd() already,
-	 * and popsd_session_closed() must then find us draining. */
+	 * and session_close() must then find us draining. */
 	d->draining = true;
 	ev_timer_init(&d->accept_resume, resume_accept_cb, 1.0, 0);
 	d->accept_resume.data = d;

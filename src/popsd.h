@@ -55,24 +55,4 @@ struct popsd {
 	ev_timer		 drain_timer;
 };
 
-/* popsd_session_closed: a session ended; lets main finish a drain and
- * listeners resume after a pause. Called by session_close() only. */
-void	popsd_session_closed(struct popsd *d);
-
-/* popsd_peer_admit: count one more session from sa (an address learned
- * from a PROXY header), under the key written to key (the address, an
- * IPv6 one cut to per-ip-ipv6-prefix): 0; 1 when sa is no IP address
- * and nothing was counted; -1, logged, when that would exceed
- * max-sessions-per-ip; -2, logged, when the per-address table is full.
- * A later popsd_peer_closed(key) undoes a 0. */
-int	popsd_peer_admit(struct popsd *d, const struct sockaddr *sa,
-	    uint8_t key[LEDGER_KEY_SIZE]);
-
-/* popsd_peer_closed: a session counted under key (by the listener or
- * popsd_peer_admit) ended: one fewer for max-sessions-per-ip. The key is
- * the one counted, not one made again from the address, so a reload that
- * changes per-ip-ipv6-prefix meanwhile cannot unbalance the counts.
- * Called by session_close() only. */
-void	popsd_peer_closed(struct popsd *d, const uint8_t key[LEDGER_KEY_SIZE]);
-
 #endif

@@ -262,9 +262,11 @@ session_close(struct session *s, const char *reason)
 	 * (in every worker). */
 	TAILQ_REMOVE(&d->sessions, s, entry);
 	d->nsessions--;
-	if (s->peer_counted)
-		popsd_peer_closed(d, s->peer_key);
-	popsd_session_closed(d);	/* at most asks the loop to end */
+	acct_release(d->ledger, &s->acct);
+	/* Draining (SIGTERM, or inetd mode, which never takes a second
+	 * session) ends with the last session. */
+	if (d->draining && d->nsessions == 0)
+		ev_break(d->loop, EVBREAK_ALL);
 	count_close(s, reason);
 	log_summary(s, reason);
 	ev_io_stop(d->loop, &s->client.w);
@@ -763,8 +765,9 @@ session_new(struct popsd *d, enum listen_kind kind, int fd)
 
 void
 session_start(struct popsd *d, enum listen_kind kind, int fd,
-    const struct sockaddr *peer, socklen_t peerlen, const uint8_t *peer_key)
+    const struct sockaddr *peer, socklen_t peerlen, const struct acct *a)
 {
+	struct acct places = *a;
 	struct session *s;
 	int one = 1;
 
@@ -773,9 +776,11 @@ session_start(struct popsd *d, enum listen_kind kind, int fd,
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	if ((s = session_new(d, kind, fd)) == NULL) {
 		log_warnx("session: out of memory");
+		acct_release(d->ledger, &places);
 		close(fd);
 		return;
 	}
+	s->acct = places;
 	if (peer != NULL && peerlen <= sizeof(s->peer)) {
 		memcpy(&s->peer, peer, peerlen);
 		s->peerlen = peerlen;
@@ -784,13 +789,9 @@ session_start(struct popsd *d, enum listen_kind kind, int fd,
 	if (getsockname(fd, (struct sockaddr *)&s->local, &s->locallen) == -1)
 		s->locallen = 0;
 	session_peer_text(s);
-	if (peer_key != NULL) {		/* counted by the listener */
-		memcpy(s->peer_key, peer_key, sizeof(s->peer_key));
-		s->peer_counted = true;
-	}
 	if (s->peerlen == 0 || !conf_cidr_match(s->conf->accept_proxy,
 	    s->conf->naccept_proxy, (struct sockaddr *)&s->peer)) {
-		session_begin(s);
+		session_begin(s);	/* counted by the listener */
 		return;
 	}
 	/* A trusted balancer: its PROXY header comes before anything else. */

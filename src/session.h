@@ -12,20 +12,20 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "accounting.h"
 #include "conf.h"
 
 struct popsd;
 struct session;
 
 /* session_start: take ownership of the accepted, non-blocking socket fd
- * from a listener of the given kind and begin serving it. peer_key is the
- * per-address key (LEDGER_KEY_SIZE bytes) the listener counted the client
- * under, given back when the session ends, or NULL if it counted none.
- * On failure the fd is closed and the reason logged; never fails
- * silently. */
+ * from a listener of the given kind, and of the ledger places in a (the
+ * session gives them back when it ends), and begin serving it. On failure
+ * the fd is closed, the places given back and the reason logged; never
+ * fails silently. When the session ends and popsd is draining with no
+ * session left, the loop is asked to end (ev_break). */
 void	session_start(struct popsd *d, enum listen_kind kind, int fd,
-	    const struct sockaddr *peer, socklen_t peerlen,
-	    const uint8_t *peer_key);
+	    const struct sockaddr *peer, socklen_t peerlen, const struct acct *a);
 
 /* session_close: end s now (reason is a short token for the log), free
  * everything it owns and log its summary line. s is invalid afterwards. */

@@ -6,6 +6,9 @@
  *   relay.c          moving bytes between the four buffers; half-close
  *   session_exec.c   "backend exec": asking the spawner, the daemon's stderr
  *   session_proxy.c  PROXY headers: read from a balancer, sent to a backend
+ *
+ * The module calls only down (accounting.h for its ledger places, never
+ * listener.c or main.c); what popsd-wide state it reads is in popsd.h.
  */
 #ifndef POPSD_SESSION_INT_H
 #define POPSD_SESSION_INT_H
@@ -18,6 +21,7 @@
 
 #include <ev.h>
 
+#include "accounting.h"
 #include "buf.h"
 #include "conf.h"
 #include "ledger.h"
@@ -87,8 +91,7 @@ struct session {
 	socklen_t		 peerlen;
 	struct sockaddr_storage	 local;		/* our end (or PROXY destination) */
 	socklen_t		 locallen;
-	bool			 peer_counted;	/* in the per-address table */
-	uint8_t			 peer_key[LEDGER_KEY_SIZE]; /* ... as this */
+	struct acct		 acct;		/* ledger places held */
 	size_t			 proxy_need;	/* PROXY header bytes to read next */
 	char			 via[64];	/* the balancer, when behind one */
 

@@ -12,7 +12,10 @@
 
 #include <ev.h>
 
+#include "accounting.h"
+#include "ledger.h"
 #include "log.h"
+#include "metrics.h"
 #include "popsd.h"
 #include "session.h"
 #include "session_int.h"
@@ -52,7 +55,10 @@ session_send_proxy_header(struct session *s)
 static bool
 proxy_apply(struct session *s, const struct proxy_result *res)
 {
+	const struct conf *c = s->d->conf;
+	char as[LEDGER_KEY_TEXT_MAX];
 	const char *why;
+	unsigned n = 0;
 	int r;
 
 	snprintf(s->via, sizeof(s->via), "%s", s->peer_addr);
@@ -63,9 +69,21 @@ proxy_apply(struct session *s, const struct proxy_result *res)
 		s->locallen = res->dstlen;
 		session_peer_text(s);
 	}
-	if ((r = popsd_peer_admit(s->d, (struct sockaddr *)&s->peer,
-	    s->peer_key)) < 0) {
+	r = acct_take_peer(s->d->ledger, &s->acct, (struct sockaddr *)&s->peer,
+	    c->per_ip_ipv6_prefix, (unsigned)c->max_sessions_per_ip, &n);
+	if (r != 0) {
 		why = r == -1 ? "max-sessions-per-ip" : "address-table-full";
+		metrics_count(r == -1 ? M_LIMIT_PER_IP : M_LIMIT_TABLE_FULL, 1);
+		if (r == -1)
+			log_warnx("refused client=%s reason=%s sessions=%u "
+			    "limit=%d counted_as=%s (behind a PROXY header)",
+			    s->peer_addr, why, n, c->max_sessions_per_ip,
+			    ledger_key_format(s->acct.key,
+			    c->per_ip_ipv6_prefix, as, sizeof(as)));
+		else
+			log_warnx("refused client=%s reason=%s addresses=%u "
+			    "limit=%u (behind a PROXY header)", s->peer_addr,
+			    why, n, ledger_capacity(s->d->ledger));
 		if (s->kind != LISTEN_POP3) {	/* nothing to say before TLS */
 			session_close(s, why);
 			return false;
@@ -76,7 +94,6 @@ proxy_apply(struct session *s, const struct proxy_result *res)
 		session_pump(s);
 		return false;
 	}
-	s->peer_counted = r == 0;
 	session_begin(s);
 	return false;	/* session_begin pumped (or closed) the session */
 }
