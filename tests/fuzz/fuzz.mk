@@ -15,13 +15,14 @@ FUZZ_DIR	 = $(BUILD)/fuzz
 FUZZ_CFLAGS	 = -std=c11 -D_GNU_SOURCE -Isrc -g -O1 \
 		   -fsanitize=fuzzer,address,undefined \
 		   -fno-sanitize-recover=undefined -Wall -Wextra
-FUZZ_NAMES	 = pop3 capa proxy scrape ticketkeys
+FUZZ_NAMES	 = pop3 capa proxy scrape ticketkeys outbound
 FUZZ_BINS	 = $(FUZZ_NAMES:%=$(FUZZ_DIR)/fuzz_%)
 FUZZ_OPTS_pop3	 = -max_len=4096
 FUZZ_OPTS_capa	 = -max_len=2048
 FUZZ_OPTS_proxy	 = -max_len=2048
 FUZZ_OPTS_scrape = -max_len=2048
 FUZZ_OPTS_ticketkeys = -max_len=2048
+FUZZ_OPTS_outbound = -max_len=2048
 
 $(FUZZ_DIR)/fuzz_pop3: tests/fuzz/fuzz_pop3.c src/pop3.c src/capa.c \
     src/base64.c src/buf.c src/log.c src/pop3.h src/capa.h src/base64.h \
@@ -53,6 +54,12 @@ $(FUZZ_DIR)/fuzz_ticketkeys: tests/fuzz/fuzz_ticketkeys.c src/ticketkeys.c \
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_ticketkeys.c \
 	    src/ticketkeys.c src/base64.c $(shell pkg-config --libs libcrypto 2>/dev/null || \
 	    echo -lcrypto)
+
+$(FUZZ_DIR)/fuzz_outbound: tests/fuzz/fuzz_outbound.c src/upstream.c \
+    src/route.c src/buf.c src/upstream.h src/route.h src/buf.h
+	@mkdir -p $(FUZZ_DIR)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_outbound.c \
+	    src/upstream.c src/route.c src/buf.c
 
 fuzz-build: $(FUZZ_BINS)
 
