@@ -8,12 +8,15 @@
  */
 #include "conf.h"
 
+#include "route.h"
+
 #include <sys/stat.h>
 #include <sys/un.h>
 
 #include <netinet/in.h>
 #include <arpa/inet.h>
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -47,6 +50,8 @@ struct parser {
 	int		 client_ca_line;   /* tls-client-ca, or 0 */
 	int		 ticket_key_line;  /* tls-ticket-key-file, or 0 */
 	int		 lifetime_line;	   /* last tls-session-lifetime */
+	int		 upstream_line;	   /* upstream, or 0 */
+	int		 allow_line;	   /* first upstream-allow, or 0 */
 };
 
 struct directive {
@@ -70,6 +75,8 @@ listen_kind_name(enum listen_kind kind)
 		return "pop3";
 	case LISTEN_TLS:
 		return "tls";
+	case LISTEN_OUTBOUND:
+		return "outbound";
 	}
 	return "?";
 }
@@ -275,9 +282,11 @@ do_listen(struct parser *p, int argc, char **argv)
 		l->kind = LISTEN_POP3;
 	else if (strcmp(argv[0], "tls") == 0)
 		l->kind = LISTEN_TLS;
+	else if (strcmp(argv[0], "outbound") == 0)
+		l->kind = LISTEN_OUTBOUND;
 	else {
-		perr(p, "listen: unknown kind \"%s\" (expected pop3s, pop3 "
-		    "or tls)",
+		perr(p, "listen: unknown kind \"%s\" (expected pop3s, pop3, "
+		    "tls or outbound)",
 		    clean(q, sizeof(q), argv[0]));
 		return -1;
 	}
@@ -340,9 +349,9 @@ hostname_ok(const char *s)
 
 /* Resolve a host name now: the event loop must never block on DNS. */
 static int
-backend_resolve(struct parser *p, const char *host, in_port_t port)
+backend_resolve(struct parser *p, struct conf_backend *b, const char *what,
+    const char *host, in_port_t port)
 {
-	struct conf_backend *b = &p->c->backend;
 	struct addrinfo hints, *res, *ai;
 	char q[128], serv[8];
 	int rv;
@@ -353,7 +362,7 @@ backend_resolve(struct parser *p, const char *host, in_port_t port)
 	hints.ai_flags = AI_NUMERICSERV;
 	snprintf(serv, sizeof(serv), "%u", (unsigned)ntohs(port));
 	if ((rv = getaddrinfo(host, serv, &hints, &res)) != 0) {
-		perr(p, "cannot resolve backend host \"%s\": %s",
+		perr(p, "cannot resolve %s host \"%s\": %s", what,
 		    clean(q, sizeof(q), host), rv == EAI_SYSTEM ?
 		    strerror(errno) : gai_strerror(rv));
 		return -1;
@@ -370,8 +379,8 @@ backend_resolve(struct parser *p, const char *host, in_port_t port)
 	}
 	freeaddrinfo(res);
 	if (b->naddrs == 0) {
-		perr(p, "cannot resolve backend host \"%s\": no IPv4 or IPv6 "
-		    "address", clean(q, sizeof(q), host));
+		perr(p, "cannot resolve %s host \"%s\": no IPv4 or IPv6 "
+		    "address", what, clean(q, sizeof(q), host));
 		return -1;
 	}
 	return 0;
@@ -394,7 +403,7 @@ backend_tcp(struct parser *p, const char *arg)
 	}
 	if (br || !hostname_ok(host))
 		goto bad;
-	return backend_resolve(p, host, port);
+	return backend_resolve(p, b, "backend", host, port);
 bad:
 	perr(p, "backend: bad address \"%s\" (expected HOST:PORT, "
 	    "[IPV6]:PORT or unix:/PATH)", clean(q, sizeof(q), arg));
@@ -1127,8 +1136,117 @@ do_tls_client_ca(struct parser *p, int argc, char **argv)
 	return 0;
 }
 
+/* do_upstream: "upstream HOST:PORT pop3s|stls", resolved now like the
+ * backend (the loop never waits for DNS for a fixed upstream). */
+static int
+do_upstream(struct parser *p, int argc, char **argv)
+{
+	struct conf_upstream *u = &p->c->upstream;
+	char host[256], q[128];
+	in_port_t port;
+	bool br;
+
+	(void)argc;
+	if (p->c->have_upstream) {
+		perr(p, "upstream: only one upstream is allowed (first on "
+		    "line %d)", p->upstream_line);
+		return -1;
+	}
+	if (strcmp(argv[1], "pop3s") == 0)
+		u->implicit_tls = true;
+	else if (strcmp(argv[1], "stls") == 0)
+		u->implicit_tls = false;
+	else {
+		perr(p, "upstream: unknown mode \"%s\" (expected pop3s or "
+		    "stls)", clean(q, sizeof(q), argv[1]));
+		return -1;
+	}
+	if (split_hostport(argv[0], host, sizeof(host), &br, &port) == -1)
+		goto bad;
+	u->target.kind = BACKEND_TCP;
+	if (numeric_addr(host, br, port, &u->target.addrs[0],
+	    &u->target.addrlens[0]) == 0)
+		u->target.naddrs = 1;
+	else if (br || !hostname_ok(host))
+		goto bad;
+	else if (backend_resolve(p, &u->target, "upstream", host, port) == -1)
+		return -1;
+	copy(u->host, sizeof(u->host), host);
+	copy(u->target.text, sizeof(u->target.text), argv[0]);
+	p->c->have_upstream = true;
+	p->upstream_line = p->line;
+	return 0;
+bad:
+	perr(p, "upstream: bad address \"%s\" (expected HOST:PORT or "
+	    "[IPV6]:PORT)", clean(q, sizeof(q), argv[0]));
+	return -1;
+}
+
+/* do_upstream_allow: patterns for routed mode (route_pattern_ok). */
+static int
+do_upstream_allow(struct parser *p, int argc, char **argv)
+{
+	struct conf *c = p->c;
+	char q[128];
+	size_t j;
+	int i;
+
+	for (i = 0; i < argc; i++) {
+		if (!route_pattern_ok(argv[i])) {
+			perr(p, "upstream-allow: bad pattern \"%s\" (expected "
+			    "a host name, or *. and a host name; a bare * "
+			    "would make an open relay)",
+			    clean(q, sizeof(q), argv[i]));
+			return -1;
+		}
+		if (c->nupstream_allow == CONF_MAX_UPSTREAM_ALLOW) {
+			perr(p, "upstream-allow: too many patterns (at most "
+			    "%d)", CONF_MAX_UPSTREAM_ALLOW);
+			return -1;
+		}
+		if ((c->upstream_allow[c->nupstream_allow] =
+		    strdup(argv[i])) == NULL) {
+			perr(p, "out of memory");
+			return -1;
+		}
+		for (j = 0; c->upstream_allow[c->nupstream_allow][j]; j++)
+			c->upstream_allow[c->nupstream_allow][j] = (char)tolower(
+			    (unsigned char)argv[i][j]);
+		c->nupstream_allow++;
+	}
+	if (p->allow_line == 0)
+		p->allow_line = p->line;
+	return 0;
+}
+
+static int
+do_upstream_ca(struct parser *p, int argc, char **argv)
+{
+	struct conf *c = p->c;
+	char q[256];
+
+	(void)argc;
+	if (string_once(p, "upstream-ca", argv[0], &c->upstream_ca_path) == -1)
+		return -1;
+	if (read_pem(p, "CA file", argv[0], false, &c->upstream_ca,
+	    &c->upstream_ca_len) == -1)
+		return -1;
+	if (!contains(c->upstream_ca, c->upstream_ca_len,
+	    "-----BEGIN CERTIFICATE-----")) {
+		perr(p, "upstream-ca: \"%s\" holds no PEM certificate",
+		    clean(q, sizeof(q), argv[0]));
+		return -1;
+	}
+	return 0;
+}
+
 static const struct directive directives[] = {
-	{ "listen", 2, 2, "listen pop3s|pop3|tls ADDRESS:PORT", do_listen },
+	{ "listen", 2, 2, "listen pop3s|pop3|tls|outbound ADDRESS:PORT",
+	    do_listen },
+	{ "upstream", 2, 2, "upstream HOST:PORT pop3s|stls", do_upstream },
+	{ "upstream-allow", 1, CONF_MAX_UPSTREAM_ALLOW,
+	    "upstream-allow PATTERN...", do_upstream_allow },
+	{ "upstream-ca", 1, 1, "upstream-ca PATH", do_upstream_ca },
 	{ "backend", 1, CONF_MAX_EXEC_ARGS + 1,
 	    "backend HOST:PORT|unix:/PATH|exec /PATH [ARGUMENTS...]",
 	    do_backend },
@@ -1318,6 +1436,61 @@ online_cpus(void)
 	return n < 1 ? 1 : n > 64 ? 64 : (int)n;
 }
 
+bool
+conf_has_kind(const struct conf *c, enum listen_kind k)
+{
+	int i;
+
+	for (i = 0; i < c->nlistens; i++)
+		if (c->listens[i].kind == k)
+			return true;
+	return false;
+}
+
+/* serves_inbound: a listener that needs a backend and a certificate.
+ * Without listen lines (socket activation, -i bring their own kinds) a
+ * file with upstream lines is taken for an outbound-only one. */
+static bool
+serves_inbound(const struct conf *c)
+{
+	int i;
+
+	for (i = 0; i < c->nlistens; i++)
+		if (c->listens[i].kind != LISTEN_OUTBOUND)
+			return true;
+	return c->nlistens == 0 && !c->have_upstream &&
+	    c->nupstream_allow == 0;
+}
+
+/* check_outbound: upstream lines and outbound listeners go together. */
+static int
+check_outbound(struct parser *p)
+{
+	struct conf *c = p->c;
+	bool outbound = conf_has_kind(c, LISTEN_OUTBOUND);
+
+	if (c->have_upstream && c->nupstream_allow > 0) {
+		p->line = p->allow_line;
+		perr(p, "upstream-allow cannot be used with upstream (line %d): "
+		    "either one fixed upstream, or routed by USER name@host",
+		    p->upstream_line);
+		return -1;
+	}
+	if (outbound && !c->have_upstream && c->nupstream_allow == 0) {
+		p->line = 0;
+		perr(p, "listen outbound needs an upstream or upstream-allow "
+		    "directive");
+		return -1;
+	}
+	if (!outbound && (c->have_upstream || c->nupstream_allow > 0)) {
+		p->line = c->have_upstream ? p->upstream_line : p->allow_line;
+		perr(p, "%s has no effect without \"listen outbound\"",
+		    c->have_upstream ? "upstream" : "upstream-allow");
+		return -1;
+	}
+	return 0;
+}
+
 /* Checks that need the whole file. */
 static int
 check_complete(struct parser *p)
@@ -1384,12 +1557,14 @@ check_complete(struct parser *p)
 	}
 	if (!p->per_ip_set)
 		c->max_sessions_per_ip = conf_default_per_ip(c->max_sessions);
+	if (check_outbound(p) == -1)
+		return -1;
 	/* No listen line is no error here: the sockets may come from
 	 * systemd or inetd, which only the start-up knows (main.c). */
 	p->line = 0;
-	if (!c->have_backend)
+	if (!c->have_backend && serves_inbound(c))
 		perr(p, "no backend directive");
-	else if (c->nkeypairs == 0)
+	else if (c->nkeypairs == 0 && serves_inbound(c))
 		perr(p, "no certificate configured");
 	else
 		return 0;
@@ -1490,6 +1665,12 @@ conf_free(struct conf *c)
 	free(c->tls_client_ca_path);
 	free(c->tls_client_ca);
 	free(c->tls_ticket_key_path);
+	for (i = 0; i < c->nupstream_allow; i++)
+		free(c->upstream_allow[i]);
+	free(c->upstream_ca_path);
+	free(c->upstream_ca);
+	if (c->upstream_tls != NULL)
+		tls_config_free(c->upstream_tls);
 	free(c->path);
 	free(c->user);
 	free(c->group);

@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 
 #include "ticketkeys.h"
+struct tls_config;
 
 #define CONF_MAX_LISTEN		16
 #define CONF_MAX_KEYPAIRS	16
@@ -25,9 +26,10 @@ enum listen_kind {
 	LISTEN_POP3S,		/* implicit TLS (RFC 8314), port 995 */
 	LISTEN_POP3,		/* plaintext with STLS (RFC 2595), port 110 */
 	LISTEN_TLS,		/* plain TLS wrap, no POP3 mediation (POP2...) */
+	LISTEN_OUTBOUND,	/* plaintext clients, verified TLS upstream */
 };
 
-/* listen_kind_name: "pop3s", "pop3" or "tls". */
+/* listen_kind_name: "pop3s", "pop3", "tls" or "outbound". */
 const char *listen_kind_name(enum listen_kind kind);
 
 struct conf_listen {
@@ -59,6 +61,16 @@ struct conf_backend {
 	/* backend-proxy-protocol: 0 (off), 1 or 2. */
 	int			proxy_version;
 	char			text[128]; /* as written, for logs */
+};
+
+#define CONF_MAX_UPSTREAM_ALLOW	64
+
+/* "upstream HOST:PORT pop3s|stls": the fixed upstream of outbound
+ * listeners. */
+struct conf_upstream {
+	struct conf_backend	target;	/* BACKEND_TCP, resolved at load */
+	char			host[256]; /* as written: SNI and name check */
+	bool			implicit_tls;	/* pop3s; else STLS required */
 };
 
 struct conf_keypair {
@@ -160,11 +172,28 @@ struct conf {
 	uint8_t			*tls_client_ca;	/* PEM bytes */
 	size_t			 tls_client_ca_len;
 
+	/* Outbound listeners: a fixed upstream, or routed by "USER
+	 * name@host" to hosts upstream-allow matches (route.h); never both. */
+	bool			 have_upstream;
+	struct conf_upstream	 upstream;
+	char			*upstream_allow[CONF_MAX_UPSTREAM_ALLOW];
+	int			 nupstream_allow;
+	char			*upstream_ca_path;	/* NULL: system store */
+	uint8_t			*upstream_ca;		/* PEM bytes */
+	size_t			 upstream_ca_len;
+	/* The libtls client config for upstreams, made by the caller of
+	 * conf_load (tlsconf_client) and freed with the conf, so that a
+	 * session keeps the one it started with. NULL without outbound. */
+	struct tls_config	*upstream_tls;
+
 	/* Privilege drop (systemd issue); NULL when not set. */
 	char	*user;
 	char	*group;
 	char	*chroot_dir;
 };
+
+/* conf_has_kind: does c have a listen line of kind k? */
+bool conf_has_kind(const struct conf *c, enum listen_kind k);
 
 /* conf_defaults: fill c with the documented defaults and nothing else. */
 void conf_defaults(struct conf *c);

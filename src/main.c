@@ -99,7 +99,7 @@ usage(int status)
 	    "USR1 logs the figures metrics-listen serves\n"
 	    "systemd: sockets passed by socket activation and named "
 	    "FileDescriptorName=pop3s,\n"
-	    "pop3 or tls are served like listen lines; NOTIFY_SOCKET "
+	    "pop3, tls or outbound are served like listen lines; NOTIFY_SOCKET "
 	    "(Type=notify) and WATCHDOG_USEC\nare honoured\n");
 	exit(status);
 }
@@ -113,14 +113,23 @@ load(const char *path, struct tls_server **ts, struct ticket_keys *tk,
 	struct conf *c;
 	char why[512];
 
+	*ts = NULL;
 	if ((c = conf_load(path, err, errsz)) == NULL)
 		return NULL;
-	if ((*ts = tlsconf_server(c, tk, why, sizeof(why))) == NULL) {
-		snprintf(err, errsz, "%s: %s", path, why);
-		conf_unref(c);
-		return NULL;
-	}
+	/* Outbound listeners alone need no certificate of ours. */
+	if (c->nkeypairs > 0 &&
+	    (*ts = tlsconf_server(c, tk, why, sizeof(why))) == NULL)
+		goto fail;
+	if (conf_has_kind(c, LISTEN_OUTBOUND) &&
+	    (c->upstream_tls = tlsconf_client(c, why, sizeof(why))) == NULL)
+		goto fail;
 	return c;
+fail:
+	snprintf(err, errsz, "%s: %s", path, why);
+	tls_server_unref(*ts);
+	*ts = NULL;
+	conf_unref(c);
+	return NULL;
 }
 
 /* note_certificates: each loaded certificate's expiry, for the

@@ -40,6 +40,8 @@ static const struct mdesc descs[M_COUNT] = {
 	    "listener", "pop3" },
 	[M_SESSIONS_TLS] = { "popsd_sessions_total", COUNTER, SESSIONS,
 	    "listener", "tls" },
+	[M_SESSIONS_OUTBOUND] = { "popsd_sessions_total", COUNTER, SESSIONS,
+	    "listener", "outbound" },
 	[M_SESSIONS_ACTIVE] = { "popsd_sessions_active", GAUGE,
 	    "Sessions open now.", NULL, NULL },
 	[M_STLS_UPGRADES] = { "popsd_stls_upgrades_total", COUNTER,
@@ -173,7 +175,7 @@ metrics_count(enum metric id, int64_t n)
 void
 metrics_session_opened(int kind)
 {
-	if (kind >= 0 && kind <= M_SESSIONS_TLS - M_SESSIONS_POP3S)
+	if (kind >= 0 && kind <= M_SESSIONS_OUTBOUND - M_SESSIONS_POP3S)
 		metrics_count((enum metric)(M_SESSIONS_POP3S + kind), 1);
 	metrics_count(M_SESSIONS_ACTIVE, 1);
 }

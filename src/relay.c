@@ -24,10 +24,10 @@ activity(struct session *s)
 	s->last_activity = ev_now(s->d->loop);
 }
 
-/* do_read: fill b from e until it would block, ends, fails or b is full.
+/* relay_read: fill b from e until it would block, ends, fails or b is full.
  * Returns bytes read; sets e->eof, e->rd_wait, or *failed. */
-static size_t
-do_read(struct endpoint *e, struct buf *b, bool *failed)
+size_t
+relay_read(struct endpoint *e, struct buf *b, bool *failed)
 {
 	size_t total = 0, avail;
 	uint8_t *p;
@@ -52,9 +52,9 @@ do_read(struct endpoint *e, struct buf *b, bool *failed)
 	return total;
 }
 
-/* do_write: drain b into e until it would block or fails. */
-static size_t
-do_write(struct endpoint *e, struct buf *b, bool *failed)
+/* relay_write: drain b into e until it would block or fails. */
+size_t
+relay_write(struct endpoint *e, struct buf *b, bool *failed)
 {
 	size_t total = 0, len;
 	const uint8_t *p;
@@ -140,6 +140,12 @@ mediate(struct session *s, bool client_ended, bool backend_ended)
 		if (client_ended)
 			ev |= pop3_client_eof(s->pop3, &s->to_client);
 	}
+	if (s->ob != NULL && s->ob->routing && !(ev & POP3_EV_CLOSE)) {
+		/* Routed outbound: what the mediator forwarded is answered
+		 * here until the client names its server. */
+		outbound_route(s);
+		ev |= pop3_backend_input(s->pop3, &s->bin, &s->to_client);
+	}
 	session_pop3_events(s, ev);
 	if (ev)
 		mediate_events(s, ev);
@@ -155,14 +161,14 @@ relay_io(struct session *s)
 	size_t moved = 0;
 
 	if (s->phase == PH_RELAY)
-		moved += do_read(&s->client, &s->cin, &failed);
+		moved += relay_read(&s->client, &s->cin, &failed);
 	if (failed) {
 		session_note_detail(s, "client", &s->client.io);
 		session_close(s, "client-error");
 		return -1;
 	}
 	if (s->phase == PH_RELAY || s->phase == PH_STARTTLS) {
-		moved += do_read(&s->backend, &s->bin, &failed);
+		moved += relay_read(&s->backend, &s->bin, &failed);
 		if (failed) {
 			session_note_detail(s, "backend", &s->backend.io);
 			session_close(s, "backend-error");
@@ -173,13 +179,13 @@ relay_io(struct session *s)
 		s->greeted = true;
 	if (s->phase == PH_RELAY)
 		mediate(s, s->client.eof && !ceof, s->backend.eof && !beof);
-	moved += do_write(&s->backend, relay_backend_source(s), &failed);
+	moved += relay_write(&s->backend, relay_backend_source(s), &failed);
 	if (failed) {
 		session_note_detail(s, "backend", &s->backend.io);
 		session_close(s, "backend-error");
 		return -1;
 	}
-	moved += do_write(&s->client, relay_client_source(s), &failed);
+	moved += relay_write(&s->client, relay_client_source(s), &failed);
 	if (failed) {
 		session_note_detail(s, "client", &s->client.io);
 		session_close(s, "client-error");
@@ -250,7 +256,7 @@ relay_refusal(struct session *s)
 	bool failed = false;
 	int rv;
 
-	(void)do_write(&s->client, &s->to_client, &failed);
+	(void)relay_write(&s->client, &s->to_client, &failed);
 	if (failed) {
 		session_note_detail(s, "client", &s->client.io);
 		session_close(s, s->first_eof);
@@ -263,6 +269,10 @@ relay_refusal(struct session *s)
 		s->client.wr_wait = xio_want_event(rv);
 		return true;
 	}
+	/* What the client sent unread (e.g. commands pipelined before an
+	 * outbound upstream failed) would turn our FIN into a reset that
+	 * can destroy the "-ERR" before the client reads it. */
+	xio_discard_input(s->client.io.fd);
 	session_close(s, s->first_eof);
 	return false;
 }

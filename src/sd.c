@@ -119,6 +119,8 @@ name_kind(const char *name, size_t len, enum listen_kind *kind)
 		*kind = LISTEN_POP3;
 	else if (len == 3 && memcmp(name, "tls", 3) == 0)
 		*kind = LISTEN_TLS;
+	else if (len == 8 && memcmp(name, "outbound", 8) == 0)
+		*kind = LISTEN_OUTBOUND;
 	else
 		return -1;
 	return 0;
@@ -157,15 +159,15 @@ adopt_one(int i, int n, const char *names, struct sd_listen_fd *out,
 	name = nth_name(names, i, &len);
 	if (name == NULL || len == 0) {
 		snprintf(err, errsz, "socket %d of %d passed by systemd (fd %d) "
-		    "has no name: set FileDescriptorName=pop3s, pop3 or tls "
-		    "in its .socket unit", i + 1, n, fd);
+		    "has no name: set FileDescriptorName=pop3s, pop3, tls or "
+		    "outbound in its .socket unit", i + 1, n, fd);
 		return -1;
 	}
 	if (name_kind(name, len, &out->kind) == -1) {
 		log_sanitize(q, sizeof(q), name, len);
 		snprintf(err, errsz, "socket %d of %d passed by systemd (fd %d) "
 		    "is named \"%s\": expected FileDescriptorName=pop3s, "
-		    "pop3 or tls", i + 1, n, fd, q);
+		    "pop3, tls or outbound", i + 1, n, fd, q);
 		return -1;
 	}
 	if (sd_check_stream_socket(fd, true, why, sizeof(why)) == -1) {

@@ -54,6 +54,9 @@ static const char *const phase_names[] = {
 	[PH_STARTTLS] = "starttls",
 	[PH_STLS_HANDSHAKE] = "stls-handshake",
 	[PH_REFUSE] = "refuse",
+	[PH_RESOLVE] = "resolve",
+	[PH_UP_NEGOTIATE] = "upstream-negotiate",
+	[PH_UP_HANDSHAKE] = "upstream-handshake",
 };
 
 static void	endpoint_cb(struct ev_loop *loop, ev_io *w, int revents);
@@ -223,10 +226,30 @@ count_close(struct session *s, const char *reason)
 	metrics_session_closed(s->client.bytes_read, s->client.bytes_written);
 }
 
+/* upstream_facts: " upstream=... upstream_tls=... upstream_subject=..."
+ * for an outbound session, else "". */
+static void
+upstream_facts(const struct session *s, char *out, size_t outsz)
+{
+	char subject[sizeof(s->ob->subject)];
+
+	out[0] = '\0';
+	if (s->ob == NULL)
+		return;
+	log_sanitize(subject, sizeof(subject), s->ob->subject,
+	    strlen(s->ob->subject));
+	snprintf(out, outsz, " upstream=%s:%u upstream_tls=%s "
+	    "upstream_subject=\"%s\"", s->ob->host[0] ? s->ob->host : "-",
+	    s->target->naddrs ? (unsigned)ntohs(((const struct sockaddr_in *)
+	    &s->target->addrs[0])->sin_port) : 0u,
+	    s->ob->tls_version[0] ? s->ob->tls_version : "none",
+	    subject[0] ? subject : "-");
+}
+
 static void
 log_summary(struct session *s, const char *reason)
 {
-	char detail[sizeof(s->detail)], sni[128], subject[256];
+	char detail[sizeof(s->detail)], sni[128], subject[256], up[640];
 	double dur = ev_now(s->d->loop) - s->started;
 	bool resumed;
 
@@ -234,10 +257,11 @@ log_summary(struct session *s, const char *reason)
 	/* TLS facts only once the handshake completed (tls_version set). */
 	tlsconf_conn_facts(s->tls_version[0] ? s->client.io.tls : NULL, sni,
 	    sizeof(sni), subject, sizeof(subject), &resumed);
+	upstream_facts(s, up, sizeof(up));
 	log_info("session=%llu client=%s port=%s listener=%s tls=%s cipher=%s "
 	    "servername=%s resumed=%s client_cert=\"%s\" "
 	    "stls=%s login=%s auth_refused=%s user=\"%s\" from_client=%llu "
-	    "to_client=%llu duration=%.3f reason=%s%s%s%s%s%s",
+	    "to_client=%llu duration=%.3f reason=%s%s%s%s%s%s%s",
 	    (unsigned long long)s->id, s->peer_addr, s->peer_port,
 	    listen_kind_name(s->kind),
 	    s->tls_version[0] ? s->tls_version : "none",
@@ -246,7 +270,7 @@ log_summary(struct session *s, const char *reason)
 	    s->stls_used ? "yes" : "no", s->logged_in ? "yes" : "no",
 	    s->auth_refused ? "yes" : "no", s->user[0] ? s->user : "-",
 	    (unsigned long long)s->client.bytes_read,
-	    (unsigned long long)s->client.bytes_written, dur, reason,
+	    (unsigned long long)s->client.bytes_written, dur, reason, up,
 	    s->via[0] ? " via=" : "", s->via,
 	    detail[0] ? " detail=\"" : "", detail, detail[0] ? "\"" : "");
 }
@@ -279,6 +303,7 @@ session_close(struct session *s, const char *reason)
 	buf_free(&s->bin);
 	buf_free(&s->to_client);
 	pop3_free(s->pop3);
+	outbound_free(s);
 	spawner_cancel(s->spawn);
 	if (s->err_fd != -1) {
 		/* Last words of a daemon that just exited are still in the
@@ -353,8 +378,10 @@ mediator_new(struct session *s)
 		    c->nplaintext_allow, (struct sockaddr *)&s->peer);
 	memset(&pol, 0, sizeof(pol));
 	pol.tls_active = s->kind == LISTEN_POP3S;
-	pol.tls_offered = s->d->tls_server != NULL;
-	pol.require_tls = c->require_tls && !allowed;
+	/* An outbound listener is plaintext by design, for clients in
+	 * plaintext-allow only (outbound_begin checks): no STLS there. */
+	pol.tls_offered = s->d->tls_server != NULL && s->kind != LISTEN_OUTBOUND;
+	pol.require_tls = c->require_tls && !allowed && s->kind != LISTEN_OUTBOUND;
 	pol.sasl_line_max = (size_t)c->sasl_line_max;
 	pol.max_errors = c->max_auth_errors;
 	return pop3_new(&pol);
@@ -363,11 +390,11 @@ mediator_new(struct session *s)
 void
 session_backend_unavailable(struct session *s, const char *err)
 {
-	snprintf(s->detail, sizeof(s->detail), "backend %.128s: %.128s",
-	    s->conf->backend.text, err);
+	snprintf(s->detail, sizeof(s->detail), "%s %.128s: %.128s",
+	    s->ob ? "upstream" : "backend", s->target->text, err);
 	log_warnx("session=%llu %s", (unsigned long long)s->id, s->detail);
 	metrics_count(M_BACKEND_FAILURES, 1);
-	session_refuse(s, "backend-unavailable",
+	session_refuse(s, s->ob ? "upstream-unavailable" : "backend-unavailable",
 	    "mail service temporarily unavailable");
 }
 
@@ -379,7 +406,7 @@ connect_next(struct session *s)
 	int fd, more = 0;
 
 	for (;;) {
-		fd = backend_connect_start(&s->conf->backend, s->backend_idx,
+		fd = backend_connect_start(s->target, s->backend_idx,
 		    &more, err, sizeof(err));
 		if (fd != -1)
 			break;
@@ -400,6 +427,10 @@ connect_next(struct session *s)
 void
 session_backend_ready(struct session *s)
 {
+	if (s->ob != NULL) {
+		outbound_connected(s);
+		return;
+	}
 	if (s->conf->backend.proxy_version && session_send_proxy_header(s) == -1)
 		return;
 	session_set_phase(s, PH_RELAY);
@@ -410,13 +441,13 @@ session_backend_ready(struct session *s)
 		s->timeout_reason = "backend-silent";	/* until the greeting */
 }
 
-static void
-start_connect(struct session *s)
+void
+session_connect(struct session *s)
 {
 	s->backend_idx = 0;
 	session_set_timeout(s, DL_ABSOLUTE, s->conf->timeout_connect,
-	    "backend-timeout");
-	if (s->conf->backend.kind == BACKEND_EXEC)
+	    s->ob ? "upstream-timeout" : "backend-timeout");
+	if (s->target->kind == BACKEND_EXEC)
 		session_start_spawn(s);
 	else
 		connect_next(s);
@@ -436,7 +467,7 @@ step_connect(struct session *s)
 	ev_io_stop(s->d->loop, &s->backend.w);
 	xio_close(&s->backend.io);
 	s->backend.armed = 0;
-	if (s->backend_idx + 1 < s->conf->backend.naddrs) {
+	if (s->backend_idx + 1 < s->target->naddrs) {
 		s->backend_idx++;
 		connect_next(s);
 		return;
@@ -467,7 +498,7 @@ step_handshake(struct session *s)
 	metrics_tls_established(s->tls_version, tls_conn_session_resumed(
 	    s->client.io.tls) == 1, s->phase == PH_STLS_HANDSHAKE);
 	if (s->phase == PH_HANDSHAKE) {
-		start_connect(s);
+		session_connect(s);
 		return true;
 	}
 	/* STLS: same backend connection, now behind TLS (RFC 2595 §4). */
@@ -559,6 +590,13 @@ pump_round(struct session *s)
 		if (!relay_refusal(s))
 			return -1;
 		break;
+	case PH_RESOLVE:
+		break;		/* the resolver calls back */
+	case PH_UP_NEGOTIATE:
+	case PH_UP_HANDSHAKE:
+		if (!outbound_step(s))
+			return -1;
+		break;
 	}
 	return s->phase != before;
 }
@@ -584,6 +622,14 @@ arm_watchers(struct session *s, bool *repump)
 		break;
 	case PH_REFUSE:
 		cev = s->client.wr_wait;
+		break;
+	case PH_UP_NEGOTIATE:
+		bev = s->backend.rd_wait;
+		if (!buf_empty(&s->ob->out))
+			bev |= s->backend.wr_wait;
+		break;
+	case PH_UP_HANDSHAKE:
+		bev = s->backend.wr_wait;
 		break;
 	default:
 		break;
@@ -665,6 +711,12 @@ timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 		session_pump(s);
 		return;
 	}
+	if (s->phase == PH_RESOLVE || s->phase == PH_UP_NEGOTIATE ||
+	    s->phase == PH_UP_HANDSHAKE || (s->ob && s->phase == PH_CONNECT)) {
+		outbound_timeout(s);
+		session_pump(s);
+		return;
+	}
 	if (s->phase == PH_CONNECT || s->phase == PH_SPAWN) {
 		snprintf(s->detail, sizeof(s->detail), "backend %s: %s timed "
 		    "out", s->conf->backend.text,
@@ -743,6 +795,7 @@ session_new(struct popsd *d, enum listen_kind kind, int fd)
 		return NULL;
 	s->d = d;
 	s->conf = conf_ref(d->conf);
+	s->target = &s->conf->backend;
 	s->id = d->next_session_id++ * d->id_stride + d->id_offset;
 	s->kind = kind;
 	s->started = s->last_activity = ev_now(d->loop);
@@ -811,8 +864,13 @@ session_begin(struct session *s)
 		session_close(s, "out-of-memory");
 		return;
 	}
+	if (s->kind == LISTEN_OUTBOUND) {
+		outbound_begin(s);
+		session_pump(s);
+		return;
+	}
 	if (s->kind == LISTEN_POP3) {
-		start_connect(s);
+		session_connect(s);
 		session_pump(s);
 		return;
 	}

@@ -6,6 +6,7 @@
  *   relay.c          moving bytes between the four buffers; half-close
  *   session_exec.c   "backend exec": asking the spawner, the daemon's stderr
  *   session_proxy.c  PROXY headers: read from a balancer, sent to a backend
+ *   session_outbound.c  outbound listeners: route, resolve, TLS upstream
  *
  * The module calls only down (accounting.h for its ledger places, never
  * listener.c or main.c); what popsd-wide state it reads is in popsd.h.
@@ -25,6 +26,8 @@
 #include "buf.h"
 #include "conf.h"
 #include "ledger.h"
+#include "route.h"
+#include "upstream.h"
 #include "xio.h"
 
 struct pop3;
@@ -47,6 +50,9 @@ enum phase {
 	PH_STARTTLS,		/* flushing our "+OK" to STLS */
 	PH_STLS_HANDSHAKE,	/* TLS handshake after STLS */
 	PH_REFUSE,		/* flushing a final "-ERR", then closing */
+	PH_RESOLVE,		/* outbound, routed: looking the upstream up */
+	PH_UP_NEGOTIATE,	/* outbound: greeting/CAPA/STLS, plain or TLS */
+	PH_UP_HANDSHAKE,	/* outbound: TLS handshake with the upstream */
 };
 
 /* How the current phase's timer counts. */
@@ -68,6 +74,23 @@ struct endpoint {
 	struct session	*s;
 };
 
+struct resolve_req;
+
+/* What an outbound session (listen outbound) adds. */
+struct outbound {
+	struct upstream		 nego;		/* upstream.c */
+	struct route		 route;		/* routed mode: route.c */
+	bool			 routing;	/* route stands in for the upstream */
+	bool			 implicit_tls;
+	struct conf_backend	 target;	/* routed: resolved at run time */
+	char			 host[ROUTE_HOST_MAX + 1];	/* SNI, name check */
+	char			 name[ROUTE_NAME_MAX + 1];	/* routed: USER */
+	struct buf		 in, out;	/* negotiation, before relaying */
+	struct resolve_req	*rq;
+	char			 tls_version[24];
+	char			 subject[256];	/* verified upstream certificate */
+};
+
 struct session {
 	TAILQ_ENTRY(session)	 entry;
 	struct popsd		*d;
@@ -82,6 +105,8 @@ struct session {
 	struct pop3		*pop3;		/* non-NULL while mediating */
 	struct tls_server	*tls_srv;	/* what the client TLS came from */
 	struct spawn_ticket	*spawn;		/* backend exec request in flight */
+	const struct conf_backend *target;	/* what connect_next() tries */
+	struct outbound		*ob;		/* listen outbound only */
 	ev_io			 errw;		/* backend exec: its stderr */
 	int			 err_fd;
 	int			 err_lines;	/* logged so far (bounded) */
@@ -153,7 +178,11 @@ void	session_peer_text(struct session *s);
 void	session_begin(struct session *s);
 void	session_pump(struct session *s);
 
+void	session_connect(struct session *s);
+
 /* relay.c: each returns -1 / false when the session was closed. */
+size_t	relay_read(struct endpoint *e, struct buf *b, bool *failed);
+size_t	relay_write(struct endpoint *e, struct buf *b, bool *failed);
 long	relay_io(struct session *s);		/* bytes moved */
 bool	relay_halfclose(struct session *s);
 bool	relay_refusal(struct session *s);	/* flush the last reply */
@@ -167,5 +196,13 @@ void	session_stderr_drain(struct session *s);
 /* session_proxy.c */
 int	session_send_proxy_header(struct session *s);	/* -1: refused */
 bool	session_read_proxy(struct session *s);	/* false: moved on/closed */
+
+/* session_outbound.c */
+void	outbound_begin(struct session *s);
+void	outbound_connected(struct session *s);
+bool	outbound_step(struct session *s);	/* false: closed */
+void	outbound_route(struct session *s);	/* from the mediation */
+void	outbound_timeout(struct session *s);
+void	outbound_free(struct session *s);
 
 #endif

@@ -572,3 +572,31 @@ tlsconf_sync(struct ticket_keys *tk, struct tls_server *ts, char *err,
 	}
 	return 0;
 }
+
+struct tls_config *
+tlsconf_client(const struct conf *c, char *err, size_t errsz)
+{
+	struct tls_config *cfg;
+	const char *ca = tls_default_ca_cert_file();
+
+	if ((cfg = tls_config_new()) == NULL) {
+		snprintf(err, errsz, "tls_config_new failed");
+		return NULL;
+	}
+	/* Never below TLS 1.2, whatever tls-protocols says for clients. */
+	if (tls_config_set_protocols(cfg, TLS_PROTOCOL_TLSv1_2 |
+	    TLS_PROTOCOL_TLSv1_3) == -1)
+		goto fail;
+	if (c->upstream_ca != NULL) {
+		if (tls_config_set_ca_mem(cfg, c->upstream_ca,
+		    c->upstream_ca_len) == -1)
+			goto fail;
+	} else if (tls_config_set_ca_file(cfg, ca) == -1)
+		goto fail;
+	return cfg;
+fail:
+	snprintf(err, errsz, "upstream TLS (CA %s): %s", c->upstream_ca ?
+	    c->upstream_ca_path : ca, tls_config_error(cfg));
+	tls_config_free(cfg);
+	return NULL;
+}

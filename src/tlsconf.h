@@ -75,6 +75,17 @@ struct tls_server {
 struct tls_server *tlsconf_server(const struct conf *c, struct ticket_keys *tk,
     char *err, size_t errsz);
 
+/*
+ * tlsconf_client: the libtls client config for outbound upstreams:
+ * TLS 1.2 and 1.3 only, certificate and host name verified (libtls'
+ * client default, never turned off) against upstream-ca, else the
+ * system store (tls_default_ca_cert_file()), read into memory now so a
+ * reload or chroot cannot lose it. The caller owns it (the conf frees
+ * it: conf.h upstream_tls). NULL with the reason in err.
+ */
+struct tls_config *tlsconf_client(const struct conf *c, char *err,
+    size_t errsz);
+
 /* tls_server_ref / tls_server_unref: the last unref frees. NULL ok. */
 struct tls_server *tls_server_ref(struct tls_server *ts);
 void	tls_server_unref(struct tls_server *ts);

@@ -13,7 +13,7 @@ set -eu
 PKGS="gcc make pkg-config libtls-dev libssl-dev libev-dev libcmocka-dev
 dovecot-core dovecot-pop3d
 python3 python3-pytest
-curl openssl mpop fetchmail socat mandoc
+curl openssl mpop fetchmail socat mandoc python3-cryptography
 clang libclang-rt-dev valgrind procps
 systemd liblockfile1 getmail6 mailutils-pop3d
 testssl.sh nmap fail2ban haproxy"

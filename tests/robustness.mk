@@ -32,13 +32,13 @@ FUZZ_OPTS_conf	 = -max_len=8192 -timeout=10
 # every file it may open inside its own scratch directory and never lets a
 # host name reach DNS (see fuzz_conf.c).
 $(FUZZ_DIR)/fuzz_conf: tests/fuzz/fuzz_conf.c src/conf.c src/log.c \
-    src/ticketkeys.c src/base64.c src/conf.h src/log.h src/ticketkeys.h \
-    src/base64.h
+    src/ticketkeys.c src/base64.c src/route.c src/buf.c src/conf.h \
+    src/log.h src/ticketkeys.h src/base64.h src/route.h
 	@mkdir -p $(FUZZ_DIR)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) $(shell pkg-config --cflags libtls 2>/dev/null) \
 	    -Wl,--wrap=open -Wl,--wrap=getaddrinfo \
 	    -o $@ tests/fuzz/fuzz_conf.c src/conf.c src/log.c src/ticketkeys.c \
-	    src/base64.c \
+	    src/base64.c src/route.c src/buf.c \
 	    $(shell pkg-config --libs libtls libcrypto 2>/dev/null || \
 	    echo -ltls -lcrypto)
 

@@ -312,7 +312,7 @@ def test_socket_activation_two_named_fds(procs, tmp_path, certs, backend):
 @needs_ssa
 @pytest.mark.parametrize("names,expect", [
     ("imaps", r'socket 1 of 1 passed by systemd \(fd 3\) is named "imaps": expected '
-              r"FileDescriptorName=pop3s, pop3 or tls"),
+              r"FileDescriptorName=pop3s, pop3, tls or outbound"),
     (None, r"socket 1 of 1 passed by systemd \(fd 3\) has no name: set "
            r"FileDescriptorName=pop3s"),
 ])

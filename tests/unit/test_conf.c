@@ -476,7 +476,7 @@ static const struct errcase {
 
 	/* Argument counts. */
 	{ "listen pop3s\n", 1,
-	    "listen: expected \"listen pop3s|pop3|tls ADDRESS:PORT\"" },
+	    "listen: expected \"listen pop3s|pop3|tls|outbound ADDRESS:PORT\"" },
 	{ "listen pop3s *:995 *:996\n", 1, "listen: expected \"listen" },
 	{ "listen pop3s # *:995\n", 1, "listen: expected" },
 	{ "backend\n", 1, "backend: expected \"backend HOST:PORT" },
@@ -507,6 +507,22 @@ static const struct errcase {
 
 	/* listen. */
 	{ "listen imaps *:993\n", 1, "unknown kind \"imaps\"" },
+
+	/* Outbound. */
+	{ "listen outbound 127.0.0.1:110\n", 0,
+	    "listen outbound needs an upstream or upstream-allow" },
+	{ "listen outbound 127.0.0.1:110\nupstream 127.0.0.1:995 pop3s\n"
+	    "upstream-allow *.example.net\n", 3,
+	    "upstream-allow cannot be used with upstream (line 2)" },
+	{ "upstream-allow *\n", 1, "bad pattern \"*\"" },
+	{ "upstream-allow a.*.example.net\n", 1, "bad pattern" },
+	{ "upstream 127.0.0.1:995 tls\n", 1, "unknown mode \"tls\"" },
+	{ "upstream 127.0.0.1 pop3s\n", 1, "upstream: bad address" },
+	{ "upstream 127.0.0.1:995 pop3s\nupstream 127.0.0.1:995 pop3s\n", 2,
+	    "only one upstream is allowed (first on line 1)" },
+	{ "listen pop3s *:995\nupstream-allow x.example\n", 2,
+	    "upstream-allow has no effect without \"listen outbound\"" },
+	{ "upstream-ca /nonexistent/ca.pem\n", 1, "/nonexistent/ca.pem" },
 	{ "listen pop3s localhost:995\n", 1, "bad address \"localhost:995\"" },
 	{ "listen pop3s 1.2.3:5\n", 1, "bad address \"1.2.3:5\"" },
 	{ "listen pop3s [::1]995\n", 1, "bad address \"[::1]995\"" },
