@@ -17,7 +17,9 @@
 # The one implementation used by tests/demo.sh and tests/scenario/conftest.py.
 #
 # Environment: DOVECOT_READY_TIMEOUT (seconds, default 20); DOVECOT_HAPROXY
-# (yes: the listener takes a PROXY v1/v2 header from 127.0.0.0/8 first).
+# (yes: the listener takes a PROXY v1/v2 header from 127.0.0.0/8 first);
+# DOVECOT_TLS=CERT:KEY:PORT2 (Dovecot's own TLS: STLS offered on PORT, and
+# pop3s on 127.0.0.1:PORT2; a remote for popsd's outbound tests).
 set -eu
 
 usage() { echo "usage: $0 DIR PORT [USER:PASS[:OLDPASS] ...]" >&2; exit 2; }
@@ -116,6 +118,21 @@ done
 haproxy=${DOVECOT_HAPROXY:-no}
 case $haproxy in yes|no) ;; *) echo "dovecot-up: DOVECOT_HAPROXY must be yes or no" >&2; exit 2 ;; esac
 
+ssl_conf="ssl = no" pop3s_listener=""
+if [ -n "${DOVECOT_TLS:-}" ]; then
+	tls_cert=${DOVECOT_TLS%%:*} rest=${DOVECOT_TLS#*:}
+	tls_key=${rest%%:*} tls_port=${rest#*:}
+	case $tls_port in *[!0-9]*|'') echo "dovecot-up: DOVECOT_TLS must be CERT:KEY:PORT" >&2; exit 2 ;; esac
+	ssl_conf="ssl = yes
+ssl_cert = <$tls_cert
+ssl_key = <$tls_key"
+	pop3s_listener="inet_listener pop3s {
+    address = 127.0.0.1
+    port = $tls_port
+    ssl = yes
+  }"
+fi
+
 log=$dir/dovecot.log
 cat >"$dir/dovecot.conf" <<EOF
 # Written by tests/lib/dovecot-up.sh: a private, plaintext POP3 backend.
@@ -127,7 +144,7 @@ $run_as_user
 
 protocols = pop3
 listen = 127.0.0.1
-ssl = no
+$ssl_conf
 disable_plaintext_auth = no
 auth_mechanisms = plain login apop
 auth_failure_delay = 0
@@ -173,6 +190,7 @@ service pop3-login {
     port = $port
     haproxy = $haproxy
   }
+  $pop3s_listener
   service_count = 0
   process_min_avail = 1
   client_limit = 1000

@@ -230,10 +230,16 @@ class Certs:
 class Dovecot:
     """A private Dovecot started by tests/lib/dovecot-up.sh."""
 
-    def __init__(self, directory, users, haproxy=False):
+    def __init__(self, directory, users, haproxy=False, tls=None):
+        """tls=(cert, key): Dovecot's own TLS, STLS on .port and pop3s
+        on .tls_port."""
         self.dir = directory
         self.port = free_port()
+        self.tls_port = None
         env = dict(os.environ, DOVECOT_HAPROXY="yes" if haproxy else "no")
+        if tls:
+            self.tls_port = free_port()
+            env["DOVECOT_TLS"] = f"{tls[0]}:{tls[1]}:{self.tls_port}"
         out = subprocess.run(["sh", DOVECOT_UP, directory, str(self.port)] + users,
                              check=True, stdout=subprocess.PIPE, timeout=60,
                              text=True, env=env).stdout

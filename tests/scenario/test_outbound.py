@@ -293,6 +293,62 @@ def test_fetchmail_routed(remote, outbound, tmp_path):
     assert "Subject: hello" in mbox.read_text(errors="replace"), r.stdout + r.stderr
 
 
+@pytest.fixture(scope="module")
+def tlsdovecot(certs):
+    """Dovecot with its own TLS: STLS on .port, pop3s on .tls_port."""
+    d = tempfile.mkdtemp(prefix="popsd-outbound-tls.")
+    dv = None
+    try:
+        dv = H.Dovecot(d, ["ob:ob"], tls=(certs.cert, certs.key))
+        yield dv
+    finally:
+        if dv is not None:
+            dv.stop()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def test_dovecot_tls_fixed_pop3s_and_stls(tlsdovecot, outbound):
+    """Dovecot's own TLS as the remote: implicit, then STLS with APOP."""
+    p = outbound(f"upstream localhost:{tlsdovecot.tls_port} pop3s")
+    _, count, lines = fetch_small(p.out_port)
+    assert count >= 1 and lines
+    assert "upstream_tls=TLSv1." in session_line(p)
+    q = outbound(f"upstream localhost:{tlsdovecot.port} stls")
+    c = poplib.POP3("127.0.0.1", q.out_port, timeout=30)
+    assert b"<" in c.getwelcome()
+    assert "STLS" not in c.capa()
+    c.apop("ob", "ob")
+    assert c.stat()[0] >= 1
+    c.quit()
+    assert "login=yes" in session_line(q)
+
+
+def test_dovecot_tls_routed(tlsdovecot, outbound):
+    p = outbound("upstream-allow localhost")
+    _, count, _ = fetch_small(p.out_port, user=f"ob@localhost:{tlsdovecot.port}")
+    assert count >= 1
+    line = session_line(p)
+    assert f"upstream=localhost:{tlsdovecot.port}" in line and "login=yes" in line
+
+
+def test_routed_unresolvable_host(outbound):
+    """An allowed name that does not resolve: "-ERR [SYS/TEMP]", within
+    the connect timeout, and the loop never waited on DNS meanwhile."""
+    p = outbound("upstream-allow *.invalid", "timeout connect 3s")
+    with socket.create_connection(("127.0.0.1", p.out_port), timeout=30) as s:
+        f = s.makefile("rb")
+        assert f.readline().startswith(b"+OK")
+        s.sendall(b"USER joe@nothing.invalid\r\n")
+        # Meanwhile another client is served at once.
+        with socket.create_connection(("127.0.0.1", p.out_port), timeout=30) as o:
+            assert o.makefile("rb").readline().startswith(b"+OK")
+        assert f.readline().startswith(b"-ERR [SYS/TEMP]")
+    H.wait_until(lambda: any(d.get("reason") in ("upstream-unresolved",
+                                                  "upstream-timeout")
+                             for d in p.session_lines()),
+                 20, "the routed session's line")
+
+
 # --------------------------------------------------------------------------
 # never downgrade: each checked from the remote's side
 
