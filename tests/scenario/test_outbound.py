@@ -598,3 +598,60 @@ def test_config_outbound_only_needs_no_backend_or_certificate(tmp_path):
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 0, r.stderr
     assert "configuration OK" in r.stdout + r.stderr
+
+
+# --------------------------------------------------------------------------
+# workers and reload apply as for the other listeners
+
+def test_routed_with_workers(remote, outbound):
+    """Each worker process looks routed hosts up on its own."""
+    p = outbound("upstream-allow localhost", "workers 2")
+    for _ in range(4):
+        _, count, _ = fetch_small(p.out_port, user=f"ob@localhost:{remote.pop3_port}")
+        assert count >= 2
+    H.wait_until(lambda: sum("login=yes" in d["_line"] for d in p.session_lines()) == 4,
+                 20, "four session lines")
+
+
+def test_reload_changes_upstream_allow(remote, certs):
+    """SIGHUP re-reads upstream-allow (and upstream-ca) as popsd's user:
+    a host refused before the reload is reached after it."""
+    d = tempfile.mkdtemp(prefix="popsd-outbound-reload.")
+    os.chmod(d, 0o755)
+    p = None
+    try:
+        ca = os.path.join(d, "ca.pem")
+        shutil.copy(certs.ca, ca)
+        os.chmod(ca, 0o644)
+        port = H.free_port()
+        p = H.Popsd(d, certs, "127.0.0.1:1", pop3s=False, name="reload")
+
+        def write(allow):
+            with open(p.conf, "w") as f:
+                f.write(f"listen outbound 127.0.0.1:{port}\n"
+                        f"plaintext-allow 127.0.0.0/8\nupstream-allow {allow}\n"
+                        f"upstream-ca {ca}\nworkers 1\n" +
+                        (f"user {os.environ.get('POPSD_TEST_USER', 'nobody')}\n"
+                         if os.geteuid() == 0 else ""))
+            os.chmod(p.conf, 0o644)
+        write("*.example.net")
+        p.start()
+        H.wait_until(lambda: H.listening(port), 15, "the outbound port")
+        user = f"ob@localhost:{remote.pop3_port}"
+        c = poplib.POP3("127.0.0.1", port, timeout=30)
+        with pytest.raises(poplib.error_proto, match=r"\[AUTH\]"):
+            c.user(user)
+        c.quit()
+        write("localhost")
+        p.proc.send_signal(1)   # SIGHUP
+        H.wait_until(lambda: "reloaded" in p.log() or "reload failed" in p.log(),
+                     20, "the reload's verdict")
+        assert "reload failed" not in p.log(), p.log()
+        _, count, _ = fetch_small(port, user=user)
+        assert count >= 2
+    finally:
+        if p is not None and p.proc is not None:
+            p.stop()
+            if os.environ.get("PYTEST_OUTBOUND_DEBUG"):
+                print(p.log())
+        shutil.rmtree(d, ignore_errors=True)
