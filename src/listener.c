@@ -211,7 +211,7 @@ turn_away(struct listener *l, int fd, const struct sockaddr *sa,
 	char host[64] = "?", msg[128];
 	int n;
 
-	if (l->kind == LISTEN_POP3) {
+	if (l->kind == LISTEN_POP3 || l->kind == LISTEN_OUTBOUND) {
 		n = snprintf(msg, sizeof(msg), "-ERR [SYS/TEMP] %s\r\n", text);
 		(void)send(fd, msg, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
 	}

@@ -631,7 +631,8 @@ serve(struct popsd *d)
 	}
 	metrics_http_start(d->metrics_http, d->nworkers > 1);
 	log_info("popsd ready: %d listeners, backend %s, max-sessions %d",
-	    d->nlisteners, d->conf->backend.text, d->conf->max_sessions);
+	    d->nlisteners, d->conf->have_backend ? d->conf->backend.text :
+	    "none", d->conf->max_sessions);
 	schedule_rotation(d);
 	start_notify_timers(d);
 	sd_notify_send("READY=1\nSTATUS=%s", status_text(d));

@@ -178,9 +178,14 @@ void	session_peer_text(struct session *s);
 void	session_begin(struct session *s);
 void	session_pump(struct session *s);
 
+/* session_connect: connect to s->target (the backend, or an outbound
+ * session's upstream), under the connect timeout. */
 void	session_connect(struct session *s);
 
 /* relay.c: each returns -1 / false when the session was closed. */
+/* relay_read / relay_write: move bytes between e and b until e would
+ * block (rd_wait/wr_wait set), b is full/empty, EOF (e->eof) or an error
+ * (*failed, reason in e->io.err); bytes moved. */
 size_t	relay_read(struct endpoint *e, struct buf *b, bool *failed);
 size_t	relay_write(struct endpoint *e, struct buf *b, bool *failed);
 long	relay_io(struct session *s);		/* bytes moved */
@@ -197,11 +202,22 @@ void	session_stderr_drain(struct session *s);
 int	session_send_proxy_header(struct session *s);	/* -1: refused */
 bool	session_read_proxy(struct session *s);	/* false: moved on/closed */
 
-/* session_outbound.c */
+/*
+ * session_outbound.c (listen outbound):
+ * outbound_begin: the client is known: refuse it unless in
+ *   plaintext-allow, else connect the fixed upstream or greet it for
+ *   routing. outbound_connected: the upstream's TCP connection is up
+ *   (from session_backend_ready): negotiate. outbound_step: the pump for
+ *   PH_UP_NEGOTIATE and PH_UP_HANDSHAKE; false if the session closed.
+ *   outbound_route: called by the mediation while route.c stands in for
+ *   the upstream. outbound_timeout: a resolve/connect/negotiation/
+ *   handshake deadline passed: refuse. outbound_free: from
+ *   session_close(); NULL s->ob ok.
+ */
 void	outbound_begin(struct session *s);
 void	outbound_connected(struct session *s);
-bool	outbound_step(struct session *s);	/* false: closed */
-void	outbound_route(struct session *s);	/* from the mediation */
+bool	outbound_step(struct session *s);
+void	outbound_route(struct session *s);
 void	outbound_timeout(struct session *s);
 void	outbound_free(struct session *s);
 

@@ -84,7 +84,8 @@ proxy_apply(struct session *s, const struct proxy_result *res)
 			log_warnx("refused client=%s reason=%s addresses=%u "
 			    "limit=%u (behind a PROXY header)", s->peer_addr,
 			    why, n, ledger_capacity(s->d->ledger));
-		if (s->kind != LISTEN_POP3) {	/* nothing to say before TLS */
+		/* Nothing can be said before TLS. */
+		if (s->kind != LISTEN_POP3 && s->kind != LISTEN_OUTBOUND) {
 			session_close(s, why);
 			return false;
 		}

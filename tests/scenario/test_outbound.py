@@ -655,3 +655,15 @@ def test_reload_changes_upstream_allow(remote, certs):
             if os.environ.get("PYTEST_OUTBOUND_DEBUG"):
                 print(p.log())
         shutil.rmtree(d, ignore_errors=True)
+
+
+def test_limits_say_why_on_the_plaintext_port(outbound):
+    """Turned away by a limit, an outbound client (plaintext) is told why,
+    as on a pop3 port."""
+    p = outbound("upstream-allow localhost", "max-sessions-per-ip 1")
+    with socket.create_connection(("127.0.0.1", p.out_port), timeout=30) as a:
+        assert a.makefile("rb").readline().startswith(b"+OK")
+        with socket.create_connection(("127.0.0.1", p.out_port), timeout=30) as b:
+            assert b.makefile("rb").readline().startswith(
+                b"-ERR [SYS/TEMP] too many sessions from your address")
+    assert "refused client=127.0.0.1 listener=outbound reason=max-sessions-per-ip" in p.log()
