@@ -238,10 +238,9 @@ upstream_facts(const struct session *s, char *out, size_t outsz)
 		return;
 	log_sanitize(subject, sizeof(subject), s->ob->subject,
 	    strlen(s->ob->subject));
-	snprintf(out, outsz, " upstream=%s:%u upstream_tls=%s "
-	    "upstream_subject=\"%s\"", s->ob->host[0] ? s->ob->host : "-",
-	    s->target->naddrs ? (unsigned)ntohs(((const struct sockaddr_in *)
-	    &s->target->addrs[0])->sin_port) : 0u,
+	snprintf(out, outsz, " upstream=%s upstream_tls=%s "
+	    "upstream_subject=\"%s\"", s->ob->target.text[0] ?
+	    s->ob->target.text : "-",
 	    s->ob->tls_version[0] ? s->ob->tls_version : "none",
 	    subject[0] ? subject : "-");
 }

@@ -666,4 +666,5 @@ def test_limits_say_why_on_the_plaintext_port(outbound):
         with socket.create_connection(("127.0.0.1", p.out_port), timeout=30) as b:
             assert b.makefile("rb").readline().startswith(
                 b"-ERR [SYS/TEMP] too many sessions from your address")
-    assert "refused client=127.0.0.1 listener=outbound reason=max-sessions-per-ip" in p.log()
+    H.wait_until(lambda: "refused client=127.0.0.1 listener=outbound "
+                 "reason=max-sessions-per-ip" in p.log(), 20, "the refusal's line")
