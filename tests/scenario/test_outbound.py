@@ -407,8 +407,10 @@ class RecordingServer:
                 self._record(line)
                 cmd = line.strip().upper()
                 if cmd == b"CAPA":
+                    # STLS listed even under TLS (as a careless server
+                    # might): popsd must take it out of what it relays.
                     conn.sendall(b"+OK\r\nTOP\r\nUSER\r\n" +
-                                 (b"STLS\r\n" if self.mode == "stls-err" else b"") +
+                                 (b"STLS\r\n" if self.mode != "stls-stripped" else b"") +
                                  b".\r\n")
                 elif cmd == b"STLS":
                     conn.sendall(b"-ERR not today\r\n")
@@ -491,12 +493,18 @@ def test_good_certificate_accepted_by_the_recorder(badcerts, recorder, outbound)
     with socket.create_connection(("127.0.0.1", p.out_port), timeout=30) as s:
         f = s.makefile("rb")
         assert f.readline().startswith(b"+OK recorder")
+        s.sendall(b"CAPA\r\n")
+        capa = []
+        while (line := f.readline()) not in (b".\r\n", b""):
+            capa.append(line.strip())
+        assert capa[0].startswith(b"+OK") and b"USER" in capa
+        assert b"STLS" not in capa, capa     # the upstream's STLS removed
         s.sendall(b"USER joe\r\n")
         assert f.readline().startswith(b"+OK")
         s.sendall(b"QUIT\r\n")
         f.readline()
     assert r.handshakes == 1
-    assert b"USER joe" in bytes(r.received)
+    assert b"CAPA" in bytes(r.received) and b"USER joe" in bytes(r.received)
 
 
 @pytest.mark.parametrize("mode,why", [
@@ -655,6 +663,22 @@ def test_reload_changes_upstream_allow(remote, certs):
             if os.environ.get("PYTEST_OUTBOUND_DEBUG"):
                 print(p.log())
         shutil.rmtree(d, ignore_errors=True)
+
+
+def test_shield_applies(outbound):
+    """The authorization-phase shield mediates outbound clients too."""
+    p = outbound("upstream-allow localhost")
+    with socket.create_connection(("127.0.0.1", p.out_port), timeout=30) as s:
+        f = s.makefile("rb")
+        assert f.readline().startswith(b"+OK")
+        s.sendall(b"USER " + b"x" * 300 + b"@localhost\r\n")
+        assert f.readline().startswith(b"-ERR line too long")
+        s.sendall(b"STLS\r\n")
+        assert f.readline().startswith(b"-ERR")     # no STLS offered here
+        s.sendall(b"RETR 1\r\n")
+        assert f.readline().startswith(b"-ERR")
+        s.sendall(b"QUIT\r\n")
+        assert f.readline().startswith(b"+OK")
 
 
 def test_limits_say_why_on_the_plaintext_port(outbound):
