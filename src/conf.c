@@ -1482,7 +1482,10 @@ check_outbound(struct parser *p)
 		    "directive");
 		return -1;
 	}
-	if (!outbound && (c->have_upstream || c->nupstream_allow > 0)) {
+	/* Without listen lines the sockets may all come from systemd
+	 * (FileDescriptorName=outbound): nothing to hold against then. */
+	if (!outbound && c->nlistens > 0 &&
+	    (c->have_upstream || c->nupstream_allow > 0)) {
 		p->line = c->have_upstream ? p->upstream_line : p->allow_line;
 		perr(p, "%s has no effect without \"listen outbound\"",
 		    c->have_upstream ? "upstream" : "upstream-allow");

@@ -120,7 +120,7 @@ load(const char *path, struct tls_server **ts, struct ticket_keys *tk,
 	if (c->nkeypairs > 0 &&
 	    (*ts = tlsconf_server(c, tk, why, sizeof(why))) == NULL)
 		goto fail;
-	if (conf_has_kind(c, LISTEN_OUTBOUND) &&
+	if ((c->have_upstream || c->nupstream_allow > 0) &&
 	    (c->upstream_tls = tlsconf_client(c, why, sizeof(why))) == NULL)
 		goto fail;
 	return c;

@@ -212,7 +212,7 @@ start_tls(struct session *s)
 	/* Sent before the handshake, by the upstream or someone on the
 	 * path: never read as if it came from inside TLS. */
 	buf_free(&ob->in);
-	if ((ctx = tls_client()) == NULL) {
+	if (s->conf->upstream_tls == NULL || (ctx = tls_client()) == NULL) {
 		refuse(s, "upstream-tls-failed", "cannot reach the mail server "
 		    "securely", "tls_client failed");
 		return true;
@@ -249,9 +249,14 @@ ready(struct session *s)
 	} else {
 		/* Routed: the client had our greeting; the upstream gets
 		 * the USER it was asked for, then what followed it. */
-		if ((p = buf_rptr(&s->to_backend, &len)) != NULL &&
-		    (rest = malloc(len)) != NULL)
+		if ((p = buf_rptr(&s->to_backend, &len)) != NULL) {
+			if ((rest = malloc(len)) == NULL) {
+				refuse(s, "out-of-memory", "out of memory",
+				    "out of memory");
+				return;
+			}
 			memcpy(rest, p, len);
+		}
 		buf_free(&s->to_backend);
 		(void)buf_appendf(&s->to_backend, "USER %s\r\n", ob->name);
 		if (rest != NULL) {
