@@ -698,3 +698,35 @@ def test_limits_say_why_on_the_plaintext_port(outbound):
                 b"-ERR [SYS/TEMP] too many sessions from your address")
     H.wait_until(lambda: "refused client=127.0.0.1 listener=outbound "
                  "reason=max-sessions-per-ip" in p.log(), 20, "the refusal's line")
+
+
+@pytest.mark.skipif(shutil.which("systemd-socket-activate") is None,
+                    reason="systemd-socket-activate not installed")
+def test_socket_activation_outbound(remote, certs, tmp_path):
+    """A socket systemd passes as FileDescriptorName=outbound serves the
+    outbound listen line for its address (a configuration with no backend
+    and no certificate)."""
+    port = H.free_port()
+    conf = tmp_path / "sa.conf"
+    conf.write_text(f"listen outbound 127.0.0.1:{port}\n"
+                    f"upstream localhost:{remote.port} pop3s\n"
+                    f"upstream-ca {certs.ca}\nplaintext-allow 127.0.0.0/8\n"
+                    "workers 1\n" +
+                    (f"user {os.environ.get('POPSD_TEST_USER', 'nobody')}\n"
+                     if os.geteuid() == 0 else ""))
+    log = open(tmp_path / "sa.log", "wb")
+    proc = subprocess.Popen(["systemd-socket-activate", "-l", f"127.0.0.1:{port}",
+                             "--fdname=outbound", H.popsd_binary(), "-d", "-f",
+                             str(conf)], stdout=log, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL)
+    try:
+        H.wait_until(lambda: H.listening(port), 20, "the activation socket")
+        # The first connection makes systemd-socket-activate start popsd,
+        # which then serves it on the socket it was passed.
+        _, count, _ = fetch_small(port)
+        assert count >= 2
+        text = (tmp_path / "sa.log").read_text()
+        assert "listening: outbound 127.0.0.1" in text, text
+    finally:
+        H.stop_pid(proc.pid)
+        log.close()
