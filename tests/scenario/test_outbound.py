@@ -671,6 +671,23 @@ def test_reload_changes_upstream_allow(remote, certs):
         shutil.rmtree(d, ignore_errors=True)
 
 
+@pytest.mark.parametrize("mode", ["stls", "pop3s"])
+def test_silent_upstream_times_out(mode, outbound):
+    """An upstream that accepts and says nothing (no greeting; no TLS
+    answer): "-ERR [SYS/TEMP]" at timeout handshake, nothing hangs."""
+    silent = H.SilentBackend()
+    try:
+        p = outbound(f"upstream 127.0.0.1:{silent.port} {mode}",
+                     "timeout handshake 2s")
+        first, _ = pipelined_client(p.out_port)
+        assert first.startswith(b"-ERR [SYS/TEMP]"), first
+        line = session_line(p)
+        assert "reason=upstream-timeout" in line, line
+        assert silent.accepted == 1
+    finally:
+        silent.close()
+
+
 def test_shield_applies(outbound):
     """The authorization-phase shield mediates outbound clients too."""
     p = outbound("upstream-allow localhost")
