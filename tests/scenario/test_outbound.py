@@ -27,7 +27,10 @@ import pytest
 import popsd_harness as H
 
 BIG = 20 * 1024 * 1024
+OB_PW = "ob-Pw-5e3a"            # the mailbox password: never in a log
 SECRET = b"s3cret-never-upstream"
+H.guard_secret(OB_PW, "ob")
+H.guard_secret(SECRET.decode(), "joe")
 CREDENTIALS = (b"USER joe\r\nPASS " + SECRET + b"\r\n"
                b"APOP joe 0123456789abcdef0123456789abcdef\r\nAUTH PLAIN\r\n")
 LEAKS = (b"USER", b"PASS", b"APOP", b"AUTH", SECRET)
@@ -49,7 +52,7 @@ def mail():
     d = tempfile.mkdtemp(prefix="popsd-outbound.")
     dv = None
     try:
-        dv = H.Dovecot(d, ["ob:ob"])
+        dv = H.Dovecot(d, [f"ob:{OB_PW}"])
         dv.add_message("ob", "1767254400.M1P1.small",
                        lambda f: f.write(b"Subject: hello\n\nfirst\n"))
         holder = {}
@@ -159,7 +162,7 @@ def outbound(popsd, certs):
 # --------------------------------------------------------------------------
 # helpers
 
-def fetch_small(port, user="ob", password="ob"):
+def fetch_small(port, user="ob", password=OB_PW):
     c = poplib.POP3("127.0.0.1", port, timeout=30)
     greeting = c.getwelcome()
     c.user(user)
@@ -222,7 +225,7 @@ def test_fixed_stls_relays_the_upstream_greeting_apop(remote, outbound, mail):
     c = poplib.POP3("127.0.0.1", p.out_port, timeout=30)
     welcome = c.getwelcome()
     assert b"<" in welcome, welcome      # Dovecot's APOP timestamp
-    c.apop("ob", "ob")
+    c.apop("ob", OB_PW)
     assert c.stat()[0] >= 2
     caps = c.capa()
     assert "STLS" not in caps
@@ -238,7 +241,7 @@ def test_routed_stls(remote, outbound):
     assert welcome.startswith(b"+OK") and b"<" not in welcome  # no APOP
     assert "USER" in c.capa()
     c.user(f"ob@localhost:{remote.pop3_port}")
-    c.pass_("ob")
+    c.pass_(OB_PW)
     assert c.stat()[0] >= 2
     c.quit()
     line = session_line(p)
@@ -273,12 +276,12 @@ def test_routed_pop3s_on_995(popsd, mail, outbound):
 def test_curl_20mib_fixed_and_routed(remote, outbound, mail):
     """A 20 MiB RETR arrives intact through both modes (curl pop3://)."""
     fixed = outbound(f"upstream localhost:{remote.port} pop3s")
-    n = big_number(fixed.out_port, "ob", "ob", mail)
-    total, digest = curl_sha256(f"pop3://ob:ob@127.0.0.1:{fixed.out_port}/{n}")
+    n = big_number(fixed.out_port, "ob", OB_PW, mail)
+    total, digest = curl_sha256(f"pop3://ob:{OB_PW}@127.0.0.1:{fixed.out_port}/{n}")
     assert (total, digest) == (mail.big_wire, mail.big_sha256)
     routed = outbound("upstream-allow localhost")
     user = f"ob%40localhost%3A{remote.pop3_port}"
-    total, digest = curl_sha256(f"pop3://{user}:ob@127.0.0.1:{routed.out_port}/{n}")
+    total, digest = curl_sha256(f"pop3://{user}:{OB_PW}@127.0.0.1:{routed.out_port}/{n}")
     assert (total, digest) == (mail.big_wire, mail.big_sha256)
 
 
@@ -288,7 +291,7 @@ def test_fetchmail_routed(remote, outbound, tmp_path):
     mbox = tmp_path / "mbox"
     rc.write_text(
         f'poll 127.0.0.1 service {p.out_port} protocol pop3 auth password\n'
-        f'  user "ob@localhost:{remote.pop3_port}" password "ob" is "x" here\n'
+        f'  user "ob@localhost:{remote.pop3_port}" password "{OB_PW}" is "x" here\n'
         f'  keep fetchall sslproto "" mda "cat >> {mbox}"\n')
     rc.chmod(0o600)
     env = dict(os.environ, HOME=str(tmp_path), FETCHMAILHOME=str(tmp_path))
@@ -305,7 +308,7 @@ def tlsdovecot(certs):
     d = tempfile.mkdtemp(prefix="popsd-outbound-tls.")
     dv = None
     try:
-        dv = H.Dovecot(d, ["ob:ob"], tls=(certs.cert, certs.key))
+        dv = H.Dovecot(d, [f"ob:{OB_PW}"], tls=(certs.cert, certs.key))
         yield dv
     finally:
         if dv is not None:
@@ -323,7 +326,7 @@ def test_dovecot_tls_fixed_pop3s_and_stls(tlsdovecot, outbound):
     c = poplib.POP3("127.0.0.1", q.out_port, timeout=30)
     assert b"<" in c.getwelcome()
     assert "STLS" not in c.capa()
-    c.apop("ob", "ob")
+    c.apop("ob", OB_PW)
     assert c.stat()[0] >= 1
     c.quit()
     assert "login=yes" in session_line(q)
@@ -607,7 +610,8 @@ def test_config_outbound_only_needs_no_backend_or_certificate(tmp_path):
     conf = tmp_path / "c.conf"
     conf.write_text("listen outbound 127.0.0.1:1\n"
                     "upstream-allow *.example.net\n"
-                    "plaintext-allow 10.0.0.0/8\n")
+                    "plaintext-allow 10.0.0.0/8\n" +
+                    ("user nobody\n" if os.geteuid() == 0 else ""))
     r = subprocess.run([H.popsd_binary(), "-n", "-f", str(conf)],
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 0, r.stderr
