@@ -82,14 +82,14 @@ static void __attribute__((noreturn))
 usage(int status)
 {
 	fprintf(status ? stderr : stdout,
-	    "usage: popsd [-dhnv] [-f file] [-i pop3s|pop3|tls]\n"
+	    "usage: popsd [-dhnv] [-f file] [-i pop3s|pop3|tls|outbound]\n"
 	    "  -d       stay in the foreground and log to stderr\n"
 	    "  -f file  configuration file (default " DEFAULT_CONF ")\n"
 	    "  -h       this help\n"
 	    "  -i kind  inetd mode: serve the one connection on stdin as kind\n"
-	    "           (pop3s, pop3 or tls) and exit when it ends; for inetd,\n"
-	    "           xinetd, systemd Accept=yes. listen lines are ignored\n"
-	    "           (none are needed); logs go to syslog unless -d\n"
+	    "           (pop3s, pop3, tls or outbound) and exit when it ends;\n"
+	    "           for inetd, xinetd, systemd Accept=yes. listen lines are\n"
+	    "           ignored (none are needed); logs go to syslog unless -d\n"
 	    "  -n       check the configuration as a start by this user would\n"
 	    "           (as root: a user line is needed; without -i: listen\n"
 	    "           lines or systemd's sockets) and exit; binds nothing\n"
@@ -715,6 +715,8 @@ parse_options(int argc, char *argv[], struct options *o)
 				o->inetd_kind = LISTEN_POP3;
 			else if (strcmp(optarg, "tls") == 0)
 				o->inetd_kind = LISTEN_TLS;
+			else if (strcmp(optarg, "outbound") == 0)
+				o->inetd_kind = LISTEN_OUTBOUND;
 			else
 				usage(1);
 			break;

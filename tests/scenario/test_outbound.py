@@ -751,3 +751,35 @@ def test_socket_activation_outbound(remote, certs, tmp_path):
     finally:
         H.stop_pid(proc.pid)
         log.close()
+
+
+@pytest.mark.skipif(shutil.which("systemd-socket-activate") is None,
+                    reason="systemd-socket-activate not installed")
+def test_inetd_outbound(remote, certs, tmp_path):
+    """popsd -i outbound: one connection on stdin (systemd Accept=yes),
+    from a file with no listen line, backend or certificate."""
+    port = H.free_port()
+    conf = tmp_path / "i.conf"
+    conf.write_text(f"upstream localhost:{remote.port} pop3s\n"
+                    f"upstream-ca {certs.ca}\nplaintext-allow 127.0.0.0/8\n" +
+                    (f"user {os.environ.get('POPSD_TEST_USER', 'nobody')}\n"
+                     if os.geteuid() == 0 else ""))
+    check = subprocess.run([H.popsd_binary(), "-n", "-i", "outbound", "-f", str(conf)],
+                           capture_output=True, text=True, timeout=30)
+    assert check.returncode == 0, check.stderr
+    log = open(tmp_path / "i.log", "wb")
+    proc = subprocess.Popen(["systemd-socket-activate", "--accept", "--inetd",
+                             "-l", f"127.0.0.1:{port}", H.popsd_binary(), "-d",
+                             "-i", "outbound", "-f", str(conf)],
+                            stdout=subprocess.DEVNULL, stderr=log,
+                            stdin=subprocess.DEVNULL)
+    try:
+        H.wait_until(lambda: H.listening(port), 20, "the inetd socket")
+        _, count, _ = fetch_small(port)
+        assert count >= 2
+        H.wait_until(lambda: "listener=outbound" in (tmp_path / "i.log").read_text()
+                     and "login=yes" in (tmp_path / "i.log").read_text(),
+                     20, "the session's line")
+    finally:
+        H.stop_pid(proc.pid)
+        log.close()
