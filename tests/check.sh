@@ -10,7 +10,7 @@
 # test, counts as a failure: a missing tier never passes silently.
 #
 # Environment: PYTEST_ARGS (extra pytest arguments, e.g. "-k curl"),
-# SCENARIO_TIMEOUT (seconds for the whole scenario tier, default 600).
+# SCENARIO_TIMEOUT (seconds for the whole scenario tier, default 900).
 set -u
 cd "$(dirname "$0")/.." || exit 1
 
@@ -69,7 +69,7 @@ passed=$((passed + p)) failed=$((failed + f)) skipped=$((skipped + s))
 
 # --- scenario (pytest)
 # shellcheck disable=SC2086 # PYTEST_ARGS is a word list on purpose
-run scenario timeout -k 10 "${SCENARIO_TIMEOUT:-600}" \
+run scenario timeout -k 10 "${SCENARIO_TIMEOUT:-900}" \
 	"$PY" -m pytest -p no:cacheprovider -rfEs --durations=10 ${PYTEST_ARGS:-} tests/scenario
 rc=$?
 last=$(grep -E '^=+ .*( in [0-9.]+s).* =+$' "$out/scenario.out" | tail -n 1)

@@ -1,5 +1,5 @@
 #!/bin/sh
-# dovecot-up.sh DIR PORT [USER:PASS[:OLDPASS] ...] — a private plaintext
+# dovecot-up.sh DIR PORT [USER:PASS ...] — a private plaintext
 # POP3 backend.
 #
 # Writes a self-contained Dovecot configuration under DIR (which must exist
@@ -22,7 +22,7 @@
 # pop3s on 127.0.0.1:PORT2; a remote for popsd's outbound tests).
 set -eu
 
-usage() { echo "usage: $0 DIR PORT [USER:PASS[:OLDPASS] ...]" >&2; exit 2; }
+usage() { echo "usage: $0 DIR PORT [USER:PASS ...]" >&2; exit 2; }
 [ $# -ge 2 ] || usage
 dir=$1 port=$2
 shift 2
@@ -70,8 +70,7 @@ mkdir -p "$dir/run" "$dir/state" "$dir/home"
 chmod 755 "$dir/home"
 
 : >"$dir/passwd"
-: >"$dir/passwd.old"
-chmod 644 "$dir/passwd" "$dir/passwd.old"
+chmod 644 "$dir/passwd"
 
 # demo_message N USER: one message in RFC 5322 form, LF line ends as Maildir
 # files usually have them (Dovecot sends CRLF).
@@ -97,15 +96,10 @@ The line above was a lone dot, which is not the end of this message." ;;
 }
 
 for up in "$@"; do
-	user=${up%%:*} pass=${up#*:} old=
-	case $pass in *:*) old=${pass#*:} pass=${pass%%:*} ;; esac
+	user=${up%%:*} pass=${up#*:}
 	case $user in ''|*[!A-Za-z0-9._-]*) echo "dovecot-up: bad user '$user'" >&2; exit 2 ;; esac
 	home=$dir/home/$user
 	printf '%s:{PLAIN}%s:%s:%s::%s::\n' "$user" "$pass" "$mail_uid" "$mail_gid" "$home" >>"$dir/passwd"
-	# OLDPASS: a second password the user may still log in with (a second
-	# passdb, tried when the first says no).
-	[ -z "$old" ] ||
-		printf '%s:{PLAIN}%s:%s:%s::%s::\n' "$user" "$old" "$mail_uid" "$mail_gid" "$home" >>"$dir/passwd.old"
 	if [ ! -d "$home/Maildir" ]; then
 		mkdir -p "$home/Maildir/cur" "$home/Maildir/new" "$home/Maildir/tmp"
 		for n in 1 2 3; do
@@ -155,10 +149,6 @@ haproxy_trusted_networks = 127.0.0.0/8
 passdb {
   driver = passwd-file
   args = scheme=PLAIN $dir/passwd
-}
-passdb {
-  driver = passwd-file
-  args = scheme=PLAIN $dir/passwd.old
 }
 userdb {
   driver = passwd-file

@@ -74,12 +74,13 @@ def backend():
     """One Dovecot for the session in its own temp dir (not pytest's: mail
     processes run unprivileged and must reach their homes). Users: demo
     (3 small messages), load (for the concurrency test), big (also a
-    ~100 MiB message); passwords in H.PASSWORDS (the old ones, equal to
-    the user name, still work: H.LEGACY_PASSWORDS)."""
+    ~100 MiB message); passwords in H.PASSWORDS, none equal to its user
+    name, so that the password guard can tell a logged name from a
+    logged password."""
     d = tempfile.mkdtemp(prefix="popsd-dovecot.")
     dv = None
     try:
-        dv = H.Dovecot(d, [f"{u}:{H.PASSWORDS[u]}:{H.LEGACY_PASSWORDS[u]}"
+        dv = H.Dovecot(d, [f"{u}:{H.PASSWORDS[u]}"
                            for u in ("demo", "load", "big")])
         holder = {}
 

@@ -34,7 +34,6 @@ SESSION_KEYS = ("session", "client", "port", "listener", "tls", "cipher",
 # demo/demo etc., still work through a second passdb for tests written
 # before; new tests use these.)
 PASSWORDS = {"demo": "demo-Pw-7d1e", "load": "load-Pw-9c2f", "big": "big-Pw-4a8b"}
-LEGACY_PASSWORDS = {"demo": "demo", "load": "load", "big": "big"}
 
 # Secrets no popsd log may contain (issue 13 item 4): conftest's
 # password_guard fails any test whose popsd logged one of them.

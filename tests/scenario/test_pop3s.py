@@ -206,7 +206,7 @@ def test_big_message_sha256(popsd, certs, backend):
     p = popsd()
     n = big_number(p, certs, backend)
     proc = subprocess.Popen(CURL + ["--cacert", certs.ca,
-                                    f"pop3s://big:big@127.0.0.1:{p.port}/{n}"],
+                                    f"pop3s://big:{H.PASSWORDS['big']}@127.0.0.1:{p.port}/{n}"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     h = hashlib.sha256()
     total = 0

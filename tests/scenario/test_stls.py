@@ -1220,7 +1220,7 @@ def test_big_retr_over_stls_sha256(popsd, backend, certs):
     n = [k for k, v in sizes.items() if v == backend.big_wire]
     assert n, f"no message of {backend.big_wire} octets in {sizes}"
     proc = subprocess.Popen(CURL + ["--ssl-reqd", "--cacert", certs.ca,
-                                    f"pop3://big:big@127.0.0.1:{p.pop3_port}/{n[0]}"],
+                                    f"pop3://big:{H.PASSWORDS['big']}@127.0.0.1:{p.pop3_port}/{n[0]}"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     h = hashlib.sha256()
     total = 0

@@ -963,9 +963,11 @@ def test_emfile_pauses_accept_without_spinning(tpopsd, set_a, monkeypatch):
     assert open_fds(p.pid) == base
     ctx = context(set_a.ca)
     first = Held(p.port, ctx)
-    mark = len(p.log())
     waiting = raw_connect(p.port)     # in the backlog: accept gets EMFILE
-    wait_log(p, r"out of file descriptors: pausing accept", after=mark)
+    # Only the first pause of a minute is logged: on a loaded machine an
+    # accept tried while the first session filled the table (Linux takes
+    # the descriptor before it looks at the queue) may have been it.
+    wait_log(p, r"out of file descriptors: pausing accept")
     hz = os.sysconf("SC_CLK_TCK")
     t0, c0 = time.monotonic(), cpu_ticks(p.pid)
     H.wait_until(lambda: time.monotonic() - t0 > 1.5, 5, "a measuring window")
