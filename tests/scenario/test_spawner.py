@@ -113,10 +113,18 @@ def socket_inodes(pid):
 
 
 def the_spawner(p):
-    kid = H.wait_children(p.pid, 1, what="the spawner")[0]
-    with open(f"/proc/{kid}/comm") as f:
-        assert f.read().strip() == "popsd-spawner"
-    return kid
+    """popsd's child named popsd-spawner: it renames itself just after
+    the fork, so a slow (ASan) start may show its old name for a while."""
+    def named():
+        for kid in H.children(p.pid):
+            try:
+                with open(f"/proc/{kid}/comm") as f:
+                    if f.read().strip() == "popsd-spawner":
+                        return kid
+            except OSError:
+                pass
+        return None
+    return H.wait_until(named, 10, "the spawner")
 
 
 def zombies_of(pid):
