@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/queue.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -387,6 +388,20 @@ spawner_exit(void)
  * parent's credentials, and popsd has dropped root by then, so the signal
  * to this root process would never come.)
  */
+/* raise_fd_limit: the spawner holds a few descriptors per pair in flight
+ * and must not be the one to run out when popsd's soft limit is tight:
+ * it takes the hard limit (root may). */
+static void
+raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		(void)setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
 static void __attribute__((noreturn))
 spawner_main(int ctl, char **argv)
 {
@@ -395,6 +410,7 @@ spawner_main(int ctl, char **argv)
 	int sfd, timeout, i, rv;
 
 	(void)prctl(PR_SET_NAME, "popsd-spawner");
+	raise_fd_limit();
 	if ((pairs = lopair_new()) == NULL)
 		fatal("spawner: loopback listener");
 	signal(SIGTERM, SIG_DFL);
@@ -443,9 +459,19 @@ spawner_main(int ctl, char **argv)
 static void
 forget_secrets(struct popsd *d)
 {
+	struct conf *c = d->conf;
+	int i;
+
 	tls_server_unref(d->tls_server);
 	d->tls_server = NULL;
 	tlsconf_wipe_keys(&d->tickets);
+	/* The configuration stays (the command line lives in it), its
+	 * private keys and ticket keys do not. */
+	for (i = 0; i < c->nkeypairs; i++)
+		if (c->keypairs[i].key != NULL)
+			explicit_bzero(c->keypairs[i].key,
+			    c->keypairs[i].key_len);
+	explicit_bzero(&c->tls_ticket_keys, sizeof(c->tls_ticket_keys));
 }
 
 /* --- the daemon side ------------------------------------------------------ */
@@ -489,6 +515,25 @@ fail_all(struct spawner *sp, const char *why)
 	}
 }
 
+/* take_fds: the descriptors in SCM_RIGHTS message c go into fds after
+ * the got already there; any beyond two are closed (a spawner never sends
+ * more). Returns the new count. */
+static int
+take_fds(struct cmsghdr *c, int fds[2], int got)
+{
+	size_t i, n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+	int fd;
+
+	for (i = 0; i < n; i++) {
+		memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(fd));
+		if (got < 2)
+			fds[got++] = fd;
+		else
+			close(fd);
+	}
+	return got;
+}
+
 static int
 recv_reply(struct spawner *sp, struct spawn_reply *rep, int *conn, int *errr)
 {
@@ -499,7 +544,7 @@ recv_reply(struct spawner *sp, struct spawn_reply *rep, int *conn, int *errr)
 	struct msghdr msg;
 	struct iovec iov;
 	struct cmsghdr *c;
-	int fds[2];
+	int fds[2], got = 0;
 	ssize_t n;
 
 	*conn = *errr = -1;
@@ -515,15 +560,26 @@ recv_reply(struct spawner *sp, struct spawn_reply *rep, int *conn, int *errr)
 		return 0;
 	if (n <= 0)
 		return -1;
-	for (c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c))
-		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
-		    c->cmsg_len == CMSG_LEN(sizeof(fds))) {
-			memcpy(fds, CMSG_DATA(c), sizeof(fds));
-			*conn = fds[0];
-			*errr = fds[1];
-		}
-	if (n != (ssize_t)sizeof(*rep) || (msg.msg_flags & MSG_CTRUNC))
+	if (n != (ssize_t)sizeof(*rep))
 		return -1;
+	rep->why[sizeof(rep->why) - 1] = '\0';
+	for (c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c))
+		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
+			got = take_fds(c, fds, got);
+	if (rep->pid <= 0 || got != 2 || (msg.msg_flags & MSG_CTRUNC)) {
+		/* A refusal carries no descriptors. A daemon's that did not
+		 * all arrive (EMFILE here truncates SCM_RIGHTS) fails this
+		 * one request; the channel and the spawner stay. */
+		while (got > 0)
+			close(fds[--got]);
+		if (rep->pid > 0)
+			snprintf(rep->why, sizeof(rep->why), "its descriptors "
+			    "did not arrive (out of file descriptors?)");
+		rep->pid = -1;
+		return 1;
+	}
+	*conn = fds[0];
+	*errr = fds[1];
 	if (*conn != -1)
 		(void)fcntl(*conn, F_SETFL, fcntl(*conn, F_GETFL) | O_NONBLOCK);
 	if (*errr != -1)

@@ -15,6 +15,7 @@ root)."""
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import threading
@@ -279,3 +280,40 @@ def test_spawner_exits_when_popsd_is_killed(popsd, certs, daemon, when):
             H.wait_until(lambda: (H.reap(spawner), not H.pid_alive(spawner))[1], 10,
                          "the spawner to die")
     assert "spawner exiting with popsd" in p.log()
+
+
+
+def test_reply_truncated_by_emfile_fails_one_session_only(popsd, certs, daemon,
+                                                          monkeypatch):
+    """popsd out of descriptors when a daemon's two arrive (SCM_RIGHTS is
+    truncated, one of them may be installed): that session gets -ERR, the
+    descriptors are closed, and the spawner and its channel carry on, so
+    the next session, with descriptors to spare, is served. The limit is
+    set by prlimit as a wrapper (this sandbox lets no one change it from
+    outside): room for one session's three, and a connection that holds
+    one more takes the room a reply needs."""
+    probe = popsd(backend_addr=f"exec {daemon}")
+    base = len(os.listdir(f"/proc/{probe.pid}/fd"))
+    probe.stop()
+    limit = base + 3     # soft; the spawner (root) takes the hard one
+    monkeypatch.setenv("POPSD_WRAPPER", f"prlimit --nofile={limit}:{limit + 64} -- " +
+                       os.environ.get("POPSD_WRAPPER", ""))
+    p = popsd(backend_addr=f"exec {daemon}")
+    spawner = the_spawner(p)
+    results = [None]
+    session(p.port, certs.client_context(), results, 0)
+    assert results[0][0].startswith(b"+OK spawned <"), results[0]
+    H.wait_until(lambda: len(os.listdir(f"/proc/{p.pid}/fd")) == base, 10,
+                 "popsd back to its idle descriptors")
+    with socket.create_connection(("127.0.0.1", p.port)) as holder:
+        H.wait_until(lambda: len(os.listdir(f"/proc/{p.pid}/fd")) == base + 1, 10,
+                     "the holding connection accepted")
+        with H.Pop3Client(p.port, certs.client_context()) as c:
+            assert c.readline().startswith(b"-ERR [SYS/TEMP]")
+        H.wait_until(lambda: "did not arrive" in p.log(), 10, "the failed reply's line")
+    H.wait_until(lambda: len(os.listdir(f"/proc/{p.pid}/fd")) == base, 10,
+                 "popsd back to its idle descriptors (nothing leaked)")
+    session(p.port, certs.client_context(), results, 0)
+    assert results[0][0].startswith(b"+OK spawned <"), results[0]
+    assert H.pid_alive(spawner)
+    assert "spawner exited" not in p.log()
