@@ -274,26 +274,6 @@ admit(struct listener *l, int fd, const struct sockaddr *sa, socklen_t sl)
 }
 
 /*
- * gone_already: accept() errors that are about one connection, which is
- * gone with it: Linux passes a pending network error of the new
- * connection on (accept(2), "Error handling"), and a firewall may refuse
- * it (EPERM). The next connection in the queue may be fine, so accepting
- * goes on.
- */
-static bool
-gone_already(int e)
-{
-	switch (e) {
-	case ECONNABORTED: case EPROTO: case EPERM: case ENETDOWN:
-	case ENOPROTOOPT: case EHOSTDOWN: case ENONET: case EHOSTUNREACH:
-	case EOPNOTSUPP: case ENETUNREACH: case ETIMEDOUT:
-		return true;
-	default:
-		return false;
-	}
-}
-
-/*
  * pause_accepting: accept() failed for want of something (descriptors,
  * buffers, memory) or for a reason we do not know: the connection stays
  * in the queue and the listener stays readable, so trying again at once
@@ -372,7 +352,7 @@ accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 			if (errno == EAGAIN || errno == EWOULDBLOCK ||
 			    errno == EINTR)
 				return;
-			if (gone_already(errno)) {
+			if (sockbind_accept_gone(errno)) {
 				log_debug("accept on %s: %s", l->text,
 				    strerror(errno));
 				continue;

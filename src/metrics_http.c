@@ -119,7 +119,8 @@ struct metrics_http {
 	struct ev_loop		*loop;
 	int			 fd;
 	ev_io			 w;
-	ev_timer		 pause;		/* out of descriptors */
+	ev_timer		 pause;		/* accept() failing: back-off */
+	ev_tstamp		 logged_at;	/* last pause logged, or 0 */
 	bool			 one_per_wakeup;
 	char			 text[80];
 	struct client		 clients[METRICS_HTTP_CLIENTS];
@@ -353,6 +354,26 @@ free_client(struct metrics_http *h)
 	return NULL;
 }
 
+/* pause_accepting: a readable socket we cannot accept from (out of
+ * descriptors, buffers, memory) would spin: look again in a second, and
+ * say so at most once a minute. */
+static void
+pause_accepting(struct metrics_http *h, int e)
+{
+	ev_tstamp now = ev_now(h->loop);
+
+	if (h->logged_at == 0 || now - h->logged_at >= 60) {
+		log_warnx("metrics: accept on %s: %s: pausing for 1s", h->text,
+		    strerror(e));
+		h->logged_at = now;
+	}
+	ev_io_stop(h->loop, &h->w);
+	/* Set again each time: an expired timer restarted as it is would
+	 * be due at once (libev keeps what was left of it, nothing). */
+	ev_timer_set(&h->pause, 1.0, 0);
+	ev_timer_start(h->loop, &h->pause);
+}
+
 static void
 accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
@@ -363,17 +384,13 @@ accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 	(void)revents;
 	for (i = 0; i < (h->one_per_wakeup ? 1 : ACCEPT_BATCH); i++) {
 		fd = accept4(h->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (fd == -1 && (errno == EMFILE || errno == ENFILE)) {
-			/* A readable socket we cannot accept from would
-			 * spin: look again in a second. */
-			ev_io_stop(loop, &h->w);
-			ev_timer_start(loop, &h->pause);
-			return;
-		}
 		if (fd == -1) {
-			if (errno != EAGAIN && errno != EWOULDBLOCK &&
-			    errno != EINTR && errno != ECONNABORTED)
-				log_warn("metrics: accept on %s", h->text);
+			if (errno == EAGAIN || errno == EWOULDBLOCK ||
+			    errno == EINTR)
+				return;
+			if (sockbind_accept_gone(errno))
+				continue;
+			pause_accepting(h, errno);
 			return;
 		}
 		if ((c = free_client(h)) == NULL) {

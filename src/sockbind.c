@@ -50,3 +50,16 @@ sockbind_listen(const struct conf_listen *cl, int backlog)
 	}
 	return fd;
 }
+
+bool
+sockbind_accept_gone(int e)
+{
+	switch (e) {
+	case ECONNABORTED: case EPROTO: case EPERM: case ENETDOWN:
+	case ENOPROTOOPT: case EHOSTDOWN: case ENONET: case EHOSTUNREACH:
+	case EOPNOTSUPP: case ENETUNREACH: case ETIMEDOUT:
+		return true;
+	default:
+		return false;
+	}
+}

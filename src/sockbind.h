@@ -5,6 +5,8 @@
 #ifndef POPSD_SOCKBIND_H
 #define POPSD_SOCKBIND_H
 
+#include <stdbool.h>
+
 #include "conf.h"
 
 /*
@@ -14,5 +16,15 @@
  * -1 with errno set; logs nothing (the caller says what it was for).
  */
 int	sockbind_listen(const struct conf_listen *cl, int backlog);
+
+/*
+ * sockbind_accept_gone: is e an accept() error about one connection that
+ * is gone with it? Linux passes a pending network error of the new
+ * connection on (accept(2), "Error handling"), and a firewall may refuse
+ * it (EPERM): the next connection in the queue may be fine, so accepting
+ * goes on. Any other error but EAGAIN/EINTR leaves the connection queued
+ * and the socket readable: the caller must pause, or it would spin.
+ */
+bool	sockbind_accept_gone(int e);
 
 #endif

@@ -602,14 +602,13 @@ def sanitized():
         return b"__asan_init" in f.read()
 
 
-@pytest.mark.skipif(shutil.which("cc") is None, reason="needs a C compiler (gcc)")
-def test_accept_enobufs_pauses_rate_limits_and_recovers(popsd, tmp_path, monkeypatch):
-    """accept() failing with ENOBUFS (an LD_PRELOAD shim, tests/scenario/
-    accept_fault.c, fails it while a flag file exists, leaving the
-    connection queued and the socket readable): popsd stops accepting for
-    a second at a time instead of calling accept() in a loop, says so in
-    one log line (not one per call or per pause), and once accept() works
-    again serves the client that waited in the queue and logs that."""
+@pytest.fixture
+def accept_fault(tmp_path, monkeypatch):
+    """popsd started with accept_fault.c preloaded: yields (flag, calls),
+    the file whose existence makes accept() fail and a function counting
+    the calls so far."""
+    if shutil.which("cc") is None:
+        pytest.skip("needs a C compiler (gcc)")
     shim = str(tmp_path / "accept_fault.so")
     r = subprocess.run(["cc", "-shared", "-fPIC", "-O2", "-o", shim, ACCEPT_FAULT_C, "-ldl"],
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=60)
@@ -630,35 +629,68 @@ def test_accept_enobufs_pauses_rate_limits_and_recovers(popsd, tmp_path, monkeyp
                        ":verify_asan_link_order=0")
         monkeypatch.setenv("POPSD_WRAPPER", "env " + " ".join(env) + " " +
                            os.environ.get("POPSD_WRAPPER", ""))
-        be = fakepop.Greeter()
-        try:
-            p = popsd(backend_addr=be.address, pop3=True, pop3s=False)
-            with socket.create_connection(("127.0.0.1", p.pop3_port), timeout=10) as s:
-                assert s.makefile("rb").readline().startswith(b"+OK")   # shim loaded, idle
-
-            def calls():
-                return os.path.getsize(count)
-            mark = len(p.log())
-            open(flag, "w").close()
-            t_on = time.monotonic()
-            waiting = socket.create_connection(("127.0.0.1", p.pop3_port), timeout=10)
-            # A persistent failure: a pause, then a call, a second apart.
-            H.wait_until(lambda: calls() >= 4, 30, "four accept() calls")
-            n, elapsed = calls(), time.monotonic() - t_on
-            print(f"accept() failing: {n} calls in {elapsed:.1f}s")
-            assert n <= 2 * elapsed + 3, f"{n} accept() calls in {elapsed:.1f}s: spinning"
-            assert re.search(rf"accept on 127\.0\.0\.1:{p.pop3_port}: No buffer space "
-                             rf"available: pausing accept for 1s", p.log()[mark:]), p.log()
-            lines = [l for l in p.log()[mark:].splitlines() if "accept" in l]
-            assert len(lines) == 1, lines       # rate-limited: one line, not one a pause
-            os.unlink(flag)
-            waiting.settimeout(15)
-            assert waiting.makefile("rb").readline().startswith(b"+OK"), p.log()
-            waiting.close()
-            H.wait_until(lambda: re.search(rf"accept on 127\.0\.0\.1:{p.pop3_port} works "
-                                           rf"again", p.log()), 10, "the recovery log")
-            assert p.alive()
-        finally:
-            be.close()
+        yield flag, lambda: os.path.getsize(count)
     finally:
         shutil.rmtree(pub, ignore_errors=True)
+
+
+def test_accept_enobufs_pauses_rate_limits_and_recovers(popsd, accept_fault):
+    """accept() failing with ENOBUFS (an LD_PRELOAD shim, tests/scenario/
+    accept_fault.c, fails it while a flag file exists, leaving the
+    connection queued and the socket readable): popsd stops accepting for
+    a second at a time instead of calling accept() in a loop, says so in
+    one log line (not one per call or per pause), and once accept() works
+    again serves the client that waited in the queue and logs that."""
+    flag, calls = accept_fault
+    be = fakepop.Greeter()
+    try:
+        p = popsd(backend_addr=be.address, pop3=True, pop3s=False)
+        with socket.create_connection(("127.0.0.1", p.pop3_port), timeout=10) as s:
+            assert s.makefile("rb").readline().startswith(b"+OK")   # shim loaded, idle
+        mark = len(p.log())
+        open(flag, "w").close()
+        t_on = time.monotonic()
+        waiting = socket.create_connection(("127.0.0.1", p.pop3_port), timeout=10)
+        # A persistent failure: a pause, then a call, a second apart.
+        H.wait_until(lambda: calls() >= 4, 30, "four accept() calls")
+        n, elapsed = calls(), time.monotonic() - t_on
+        print(f"accept() failing: {n} calls in {elapsed:.1f}s")
+        assert n <= 2 * elapsed + 3, f"{n} accept() calls in {elapsed:.1f}s: spinning"
+        assert re.search(rf"accept on 127\.0\.0\.1:{p.pop3_port}: No buffer space "
+                         rf"available: pausing accept for 1s", p.log()[mark:]), p.log()
+        lines = [l for l in p.log()[mark:].splitlines() if "accept" in l]
+        assert len(lines) == 1, lines       # rate-limited: one line, not one a pause
+        os.unlink(flag)
+        waiting.settimeout(15)
+        assert waiting.makefile("rb").readline().startswith(b"+OK"), p.log()
+        waiting.close()
+        H.wait_until(lambda: re.search(rf"accept on 127\.0\.0\.1:{p.pop3_port} works "
+                                       rf"again", p.log()), 10, "the recovery log")
+        assert p.alive()
+    finally:
+        be.close()
+
+
+def test_metrics_accept_enobufs_pauses(popsd, accept_fault):
+    """The same fault on the metrics endpoint: a pause a second, one log
+    line, and the scraper that waited is answered once accept() works."""
+    flag, calls = accept_fault
+    mport = H.free_port()
+    p = popsd(extra=[f"metrics-listen 127.0.0.1:{mport}"])
+    mark = len(p.log())
+    open(flag, "w").close()
+    t_on = time.monotonic()
+    waiting = socket.create_connection(("127.0.0.1", mport), timeout=10)
+    H.wait_until(lambda: calls() >= 4, 30, "four accept() calls")
+    n, elapsed = calls(), time.monotonic() - t_on
+    assert n <= 2 * elapsed + 3, f"{n} accept() calls in {elapsed:.1f}s: spinning"
+    lines = [l for l in p.log()[mark:].splitlines() if "accept" in l]
+    assert len(lines) == 1 and re.search(
+        rf"metrics: accept on 127\.0\.0\.1:{mport}: No buffer space available: "
+        r"pausing for 1s", lines[0]), lines
+    os.unlink(flag)
+    waiting.settimeout(15)
+    waiting.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
+    assert waiting.makefile("rb").readline().startswith(b"HTTP/1.1 200"), p.log()
+    waiting.close()
+    assert p.alive()
