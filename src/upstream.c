@@ -158,14 +158,45 @@ upstream_step(struct upstream *u, struct buf *in, struct buf *out)
 	return UP_WAIT;
 }
 
+/*
+ * keep_timestamp: the greeting an STLS upstream sent before TLS, reduced
+ * to what the client needs from it: "+OK", the APOP timestamp (RFC 1939
+ * §7: "<" msg-id ">", printable, no space) if there is one, and text of
+ * ours. Nothing read in the clear is relayed as the upstream's own words;
+ * a forged timestamp only makes APOP fail (its digest goes out in TLS).
+ */
+static void
+keep_timestamp(struct upstream *u)
+{
+	const char *lt = strchr(u->greeting, '<'), *gt;
+	char stamp[UPSTREAM_LINE_MAX + 1] = "";
+	const char *c;
+
+	if (lt != NULL && (gt = strchr(lt, '>')) != NULL) {
+		for (c = lt + 1; c < gt; c++)
+			if (*c <= ' ' || *c > '~' || *c == '<')
+				break;
+		if (c == gt && gt > lt + 1)
+			snprintf(stamp, sizeof(stamp), " %.*s",
+			    (int)(gt - lt + 1), lt);
+	}
+	snprintf(u->greeting, sizeof(u->greeting),
+	    "+OK%s POP3 server ready (upstream greeting read before TLS)",
+	    stamp);
+}
+
 void
 upstream_tls_done(struct upstream *u)
 {
 	if (u->state != US_HANDSHAKE)
 		return;
-	/* STLS: the greeting came before TLS and stands (RFC 2595 §4 has
-	 * no second one). pop3s: it comes now. */
-	u->state = u->mode == UPSTREAM_STLS ? US_READY : US_GREETING;
+	/* STLS: the greeting came before TLS (RFC 2595 §4 has no second
+	 * one): only its timestamp stands. pop3s: it comes now. */
+	if (u->mode == UPSTREAM_STLS) {
+		keep_timestamp(u);
+		u->state = US_READY;
+	} else
+		u->state = US_GREETING;
 }
 
 const char *

@@ -39,14 +39,28 @@ static const struct ucase cases[] = {
 	{ false, "+OK\r\nTOP\r\nSTLS\r\nUSER\r\n.\r\n", UP_WAIT, "STLS\r\n", "" },
 	{ false, "+OK go\r\n", UP_START_TLS, "", "" },
 	{ true, "", UP_READY, "", "" }, END },
-  "+OK ready <1.2@h>", NULL },
+  "+OK <1.2@h> POP3 server ready (upstream greeting read before TLS)", NULL },
 { "stls: bytes after +OK to STLS are left for the caller to discard",
   UPSTREAM_STLS, {
 	{ false, "+OK\r\n", UP_WAIT, "CAPA\r\n", "" },
 	{ false, "+OK\r\nstls\r\n.\r\n", UP_WAIT, "STLS\r\n", "" },
 	{ false, "+OK\r\n+OK evil\r\n", UP_START_TLS, "", "+OK evil\r\n" },
 	{ true, "", UP_READY, "", "" }, END },
-  "+OK", NULL },
+  "+OK POP3 server ready (upstream greeting read before TLS)", NULL },
+{ "stls: of the greeting read in the clear only a well-formed timestamp "
+  "stands", UPSTREAM_STLS, {
+	{ false, "+OK call 555-0100 <a b> <x@y> [SYS/TEMP]\r\n", UP_WAIT,
+	  "CAPA\r\n", "" },
+	{ false, "+OK\r\nSTLS\r\n.\r\n", UP_WAIT, "STLS\r\n", "" },
+	{ false, "+OK\r\n", UP_START_TLS, "", "" },
+	{ true, "", UP_READY, "", "" }, END },
+  "+OK POP3 server ready (upstream greeting read before TLS)", NULL },
+{ "stls: a timestamp with no closing bracket is none", UPSTREAM_STLS, {
+	{ false, "+OK <1.2@h\r\n", UP_WAIT, "CAPA\r\n", "" },
+	{ false, "+OK\r\nSTLS\r\n.\r\n", UP_WAIT, "STLS\r\n", "" },
+	{ false, "+OK\r\n", UP_START_TLS, "", "" },
+	{ true, "", UP_READY, "", "" }, END },
+  "+OK POP3 server ready (upstream greeting read before TLS)", NULL },
 { "stls: bare LF lines", UPSTREAM_STLS, {
 	{ false, "+OK x\n", UP_WAIT, "CAPA\r\n", "" },
 	{ false, "+OK\nSTLS\n.\n", UP_WAIT, "STLS\r\n", "" },
