@@ -80,6 +80,10 @@ struct tracked {
 };
 
 static struct tracked	tracked[SPAWN_TRACK_MAX];
+static int		running;	/* daemons tracked, alive */
+/* At most this many daemons at once: max-sessions as popsd started (a
+ * popsd that misbehaved could otherwise have root fork without end). */
+static int		max_running = SPAWN_TRACK_MAX;
 
 static void
 track(pid_t pid, uint64_t id)
@@ -90,6 +94,7 @@ track(pid_t pid, uint64_t id)
 		if (tracked[i].pid == 0) {
 			tracked[i].pid = pid;
 			tracked[i].id = id;
+			running++;
 			return;
 		}
 }
@@ -104,6 +109,7 @@ untrack(pid_t pid)
 		if (tracked[i].pid == pid) {
 			id = tracked[i].id;
 			tracked[i].pid = 0;
+			running--;
 			return id;
 		}
 	return 0;
@@ -285,6 +291,11 @@ start_request(int ctl, const struct spawn_request *rq)
 {
 	int slot;
 
+	if (running + npending >= max_running) {
+		send_reply(ctl, rq->id, -1, -1, -1, "too many daemons running "
+		    "(max-sessions as popsd started)");
+		return;
+	}
 	if ((slot = lopair_connect(pairs)) == -1) {
 		send_reply(ctl, rq->id, -1, -1, -1, strerror(errno));
 		return;
@@ -650,6 +661,8 @@ spawner_start(struct popsd *d, const struct conf_backend *b)
 		closefrom(4);
 		closelog();
 		forget_secrets(d);
+		if (d->conf->max_sessions < SPAWN_TRACK_MAX)
+			max_running = d->conf->max_sessions;
 		spawner_main(3, (char **)b->argv);
 	}
 	close(sv[1]);

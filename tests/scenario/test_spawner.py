@@ -317,3 +317,37 @@ def test_reply_truncated_by_emfile_fails_one_session_only(popsd, certs, daemon,
     assert results[0][0].startswith(b"+OK spawned <"), results[0]
     assert H.pid_alive(spawner)
     assert "spawner exited" not in p.log()
+
+
+def test_spawner_caps_daemons_at_max_sessions_it_started_with(popsd, certs, daemon):
+    """The root spawner runs at most max-sessions daemons (as popsd
+    started: it takes no configuration later). A reload that raises
+    max-sessions lets popsd take a third session; the spawner refuses
+    its daemon, and serves again once one of the two has ended."""
+    from test_metrics import public_dir, reloadable_popsd
+    d = public_dir()
+    held = []
+    try:
+        p, _, _ = reloadable_popsd(popsd, certs, d, [], max_sessions=2,
+                                   backend_addr=f"exec {daemon}")
+        for _ in range(2):
+            held.append(H.Pop3Client(p.port, certs.client_context()))
+            assert held[-1].readline().startswith(b"+OK spawned <")
+        with open(p.conf) as f:
+            conf = f.read().replace("max-sessions 2\n", "max-sessions 10\n")
+        with open(p.conf, "w") as f:
+            f.write(conf)
+        p.signal(signal.SIGHUP)
+        H.wait_until(lambda: "reloaded " in p.log(), 15, "the reload")
+        with H.Pop3Client(p.port, certs.client_context()) as c:
+            assert c.readline().startswith(b"-ERR [SYS/TEMP]")
+        assert "too many daemons running" in p.log()
+        held.pop().close()
+        results = [None]
+        H.wait_until(lambda: (session(p.port, certs.client_context(), results, 0) or
+                              results[0][0].startswith(b"+OK spawned <")), 15,
+                     "a daemon once one has ended")
+    finally:
+        for c in held:
+            c.close()
+        shutil.rmtree(d, ignore_errors=True)
