@@ -29,7 +29,6 @@ acct_take_peer(struct ledger *l, struct acct *a, const struct sockaddr *sa,
 			*count = ledger_peers(l);
 		return r;
 	}
-	memcpy(a->key, key, sizeof(key));
 	a->peer = true;
 	return 0;
 }

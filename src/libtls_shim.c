@@ -60,7 +60,7 @@ typedef int (*ticket_cb_fn)(void *, unsigned char *, unsigned char *,
     void *, void *, int);
 
 /* OpenSSL's prototype, with its types left opaque: popsd does not use
- * OpenSSL's headers. */
+ * libssl's headers (only libcrypto's, in tlsconf.c and ticketkeys.c). */
 long	SSL_CTX_callback_ctrl(void *ctx, int cmd, void (*fp)(void));
 
 static ticket_cb_fn libtls_ticket_cb;

@@ -64,7 +64,6 @@ TAILQ_HEAD(ticket_queue, spawn_ticket);
 
 struct spawner {
 	int			 fd;
-	pid_t			 pid;
 	ev_io			 w;
 	struct ticket_queue	 pending;
 	char			*argv[CONF_MAX_EXEC_ARGS + 1]; /* our copy */
@@ -668,7 +667,6 @@ spawner_start(struct popsd *d, const struct conf_backend *b)
 	close(sv[1]);
 	(void)fcntl(sv[0], F_SETFL, fcntl(sv[0], F_GETFL) | O_NONBLOCK);
 	sp->fd = sv[0];
-	sp->pid = pid;
 	TAILQ_INIT(&sp->pending);
 	ev_io_init(&sp->w, spawner_cb, sp->fd, EV_READ);
 	sp->w.data = sp;
