@@ -1,4 +1,4 @@
-/* buf.c — fixed-capacity buffers backed by a small free-list pool. */
+/* buf.c — bounded buffers backed by a small free-list pool. */
 #include "buf.h"
 
 #include <stdarg.h>
@@ -7,34 +7,47 @@
 #include <string.h>
 
 /*
- * Freed chunks of the most common capacity are kept for reuse: a bulk
- * transfer empties and refills its buffers thousands of times a second,
- * and idle sessions must not pin memory, so a chunk goes back here as soon
- * as a buffer drains. Only one capacity is pooled (the first one seen); others
- * go straight to malloc/free.
+ * Freed chunks are kept for reuse: a bulk transfer empties and refills its
+ * buffers thousands of times a second, and idle sessions must not pin
+ * memory, so a chunk goes back here as soon as a buffer drains. Chunks of
+ * any capacity are kept, up to BUF_POOL_BYTES in all (and POOL_MAX
+ * chunks): bigger bulk buffers must not make the pool itself grow with the
+ * number of sessions that once moved data.
  */
 #define POOL_MAX 64
 
-static void	*pool[POOL_MAX];
+static struct {
+	void	*mem;
+	size_t	 cap;
+} pool[POOL_MAX];
 static size_t	 pool_n;
-static size_t	 pool_cap;
+static size_t	 pool_bytes;
 
 static uint8_t *
 chunk_get(size_t cap)
 {
-	if (pool_cap == 0)
-		pool_cap = cap;
-	if (cap == pool_cap && pool_n > 0)
-		return pool[--pool_n];
+	size_t i;
+	void *mem;
+
+	for (i = pool_n; i-- > 0; ) {
+		if (pool[i].cap != cap)
+			continue;
+		mem = pool[i].mem;
+		pool_bytes -= cap;
+		pool[i] = pool[--pool_n];
+		return mem;
+	}
 	return malloc(cap);
 }
 
 static void
 chunk_put(uint8_t *mem, size_t cap)
 {
-	if (cap == pool_cap && pool_n < POOL_MAX)
-		pool[pool_n++] = mem;
-	else
+	if (pool_n < POOL_MAX && pool_bytes + cap <= BUF_POOL_BYTES) {
+		pool[pool_n].mem = mem;
+		pool[pool_n++].cap = cap;
+		pool_bytes += cap;
+	} else
 		free(mem);
 }
 
@@ -42,7 +55,14 @@ void
 buf_pool_trim(void)
 {
 	while (pool_n > 0)
-		free(pool[--pool_n]);
+		free(pool[--pool_n].mem);
+	pool_bytes = 0;
+}
+
+size_t
+buf_pool_bytes(void)
+{
+	return pool_bytes;
 }
 
 void
@@ -50,9 +70,40 @@ buf_init(struct buf *b, size_t cap)
 {
 	b->mem = NULL;
 	b->cap = cap;
+	b->max = cap;
 	b->off = 0;
 	b->len = 0;
 	b->secret = false;
+}
+
+void
+buf_set_max(struct buf *b, size_t max)
+{
+	if (max > b->max)
+		b->max = max;
+}
+
+int
+buf_grow(struct buf *b)
+{
+	uint8_t *mem;
+
+	if (b->max <= b->cap)
+		return 0;
+	if (b->mem == NULL) {
+		b->cap = b->max;
+		return 0;
+	}
+	if ((mem = chunk_get(b->max)) == NULL)
+		return -1;
+	memcpy(mem, b->mem + b->off, b->len);
+	if (b->secret)
+		explicit_bzero(b->mem, b->cap);
+	chunk_put(b->mem, b->cap);
+	b->mem = mem;
+	b->off = 0;
+	b->cap = b->max;
+	return 0;
 }
 
 void
@@ -72,7 +123,7 @@ uint8_t *
 buf_wptr(struct buf *b, size_t *avail)
 {
 	*avail = 0;
-	if (b->len == b->cap)
+	if (b->len == b->cap && (b->max == b->cap || buf_grow(b) == -1))
 		return NULL;
 	if (b->mem == NULL) {
 		if ((b->mem = chunk_get(b->cap)) == NULL)
@@ -122,6 +173,8 @@ buf_append(struct buf *b, const void *p, size_t n)
 	if (n == 0)
 		return 0;
 	if (n > buf_space(b))
+		return -1;
+	if (n > b->cap - b->len && buf_grow(b) == -1)
 		return -1;
 	if ((w = buf_wptr(b, &avail)) == NULL)
 		return -1;

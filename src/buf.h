@@ -1,10 +1,12 @@
 /*
- * buf.h — fixed-capacity byte buffers with lazily held memory.
+ * buf.h — bounded byte buffers with lazily held memory.
  *
- * A buffer never grows past the capacity fixed by buf_init(); a full buffer
- * is the signal for its producer to stop reading (backpressure). Memory is
- * taken from a small pool on first write and given back as soon as the
- * buffer drains, so an idle session holds no buffer memory at all.
+ * A buffer never grows past the capacity fixed by buf_init(), or the larger
+ * bound a later buf_set_max() allows (then only once it fills: bulk data is
+ * flowing); a full buffer is the signal for its producer to stop reading
+ * (backpressure). Memory is taken from a small pool, capped in bytes, on
+ * first write and given back as soon as the buffer drains, so an idle
+ * session holds no buffer memory at all.
  * Pure: no I/O, usable from the protocol modules and their tests.
  */
 #ifndef POPSD_BUF_H
@@ -14,11 +16,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* 32-bit sizes (buffers are KiBs): every session holds six of these. */
 struct buf {
 	uint8_t	*mem;		/* NULL while empty */
-	size_t	 cap;		/* fixed capacity */
-	size_t	 off;		/* start of unread data in mem */
-	size_t	 len;		/* unread bytes */
+	uint32_t cap;		/* capacity now */
+	uint32_t max;		/* what cap may grow to once the buffer fills */
+	uint32_t off;		/* start of unread data in mem */
+	uint32_t len;		/* unread bytes */
 	bool	 secret;	/* wipe memory before reuse (may hold passwords) */
 };
 
@@ -26,16 +30,26 @@ struct buf {
  * Set b->secret afterwards for buffers that carry credentials: their memory
  * is then wiped whenever it goes back to the pool. */
 void	buf_init(struct buf *b, size_t cap);
+/* buf_set_max: let b grow up to max (>= its capacity) the next time it is
+ * full. Growth is for spliced bulk data only: protocol limits must not
+ * depend on it (pop3.c reads cap while it mediates, before any growth). */
+void	buf_set_max(struct buf *b, size_t max);
+/* buf_grow: grow b to its max now (keeping its data); 0, or -1 when
+ * memory is short (b unchanged). Nothing to do is 0. */
+int	buf_grow(struct buf *b);
 /* buf_free: release the memory (if any); the buffer is empty afterwards. */
 void	buf_free(struct buf *b);
 
 static inline size_t buf_len(const struct buf *b) { return b->len; }
-static inline size_t buf_space(const struct buf *b) { return b->cap - b->len; }
+/* buf_space: how much more b can take, growth allowed by buf_set_max
+ * included. */
+static inline size_t buf_space(const struct buf *b) { return b->max - b->len; }
 static inline bool buf_empty(const struct buf *b) { return b->len == 0; }
-static inline bool buf_full(const struct buf *b) { return b->len == b->cap; }
+static inline bool buf_full(const struct buf *b) { return b->len == b->max; }
 
 /* buf_wptr: the largest contiguous writable region (compacting if that
- * makes room); *avail gets its size (0 when full). Returns NULL when full
+ * makes room, growing a full buffer up to its max); *avail gets its size
+ * (0 when full). Returns NULL when full
  * or when memory cannot be had. Follow with buf_commit(). */
 uint8_t	*buf_wptr(struct buf *b, size_t *avail);
 /* buf_commit: n bytes written at buf_wptr() become data (n <= *avail). */
@@ -60,5 +74,9 @@ long	 buf_find_lf(const struct buf *b);
 /* buf_pool_trim: give pooled memory back to the allocator (for tests and
  * after load peaks). */
 void	 buf_pool_trim(void);
+/* buf_pool_bytes: memory the pool holds now (never above BUF_POOL_BYTES). */
+size_t	 buf_pool_bytes(void);
+
+#define BUF_POOL_BYTES	(1024 * 1024)
 
 #endif

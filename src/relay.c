@@ -52,13 +52,16 @@ relay_read(struct endpoint *e, struct buf *b, bool *failed)
 	return total;
 }
 
-/* relay_write: drain b into e until it would block or fails. */
+/* relay_write: drain b into e until it would block or fails, then send
+ * what e's TLS queued with one write(2). Returns plaintext bytes taken
+ * plus ciphertext bytes sent (progress, for the idle timer). */
 size_t
 relay_write(struct endpoint *e, struct buf *b, bool *failed)
 {
-	size_t total = 0, len;
+	size_t total = 0, len, sent = 0;
 	const uint8_t *p;
 	ssize_t n;
+	int rv;
 
 	while (e->wr_wait == 0 && !e->shut && (p = buf_rptr(b, &len)) != NULL) {
 		n = xio_write(&e->io, p, len);
@@ -70,8 +73,16 @@ relay_write(struct endpoint *e, struct buf *b, bool *failed)
 			e->wr_wait = xio_want_event(n);
 		else {
 			*failed = true;
-			break;
+			return total;
 		}
+	}
+	if (e->wr_wait == 0 && xio_pending(&e->io) > 0) {
+		rv = xio_flush(&e->io, &sent);
+		total += sent;
+		if (rv == XIO_ERR)
+			*failed = true;
+		else if (xio_wants(rv))
+			e->wr_wait = xio_want_event(rv);
 	}
 	return total;
 }
@@ -92,6 +103,17 @@ relay_client_source(struct session *s)
 	if (!buf_empty(&s->to_client) || s->pop3 != NULL)
 		return &s->to_client;
 	return &s->bin;
+}
+
+/* relay_bulk: the session is spliced: its relay buffers and the client's
+ * write queue may grow once bulk data fills them. Nothing is allocated
+ * here: an idle spliced session still holds no buffer memory. */
+void
+relay_bulk(struct session *s)
+{
+	buf_set_max(&s->cin, SESSION_BULK_SIZE);
+	buf_set_max(&s->bin, SESSION_BULK_SIZE);
+	xio_bulk(&s->client.io);
 }
 
 /* mediate_events: act on POP3_EV_* bits. */
@@ -115,6 +137,7 @@ mediate_events(struct session *s, int ev)
 		pop3_free(s->pop3);
 		s->pop3 = NULL;
 		s->logged_in = true;
+		relay_bulk(s);
 		session_relay_timeout(s);
 	}
 }
@@ -214,7 +237,7 @@ backend_owed(struct session *s)
 static bool
 client_owed(struct session *s)
 {
-	return !buf_empty(&s->to_client) ||
+	return !buf_empty(&s->to_client) || xio_pending(&s->client.io) > 0 ||
 	    (s->pop3 == NULL && !buf_empty(&s->bin));
 }
 
@@ -262,7 +285,8 @@ relay_refusal(struct session *s)
 		session_close(s, s->first_eof);
 		return false;
 	}
-	if (!buf_empty(&s->to_client) || s->client.wr_wait != 0)
+	if (!buf_empty(&s->to_client) || xio_pending(&s->client.io) > 0 ||
+	    s->client.wr_wait != 0)
 		return true;
 	rv = xio_shutdown(&s->client.io);
 	if (xio_wants(rv)) {

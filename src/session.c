@@ -513,17 +513,14 @@ static int
 accept_tls(struct session *s)
 {
 	struct tls_server *ts = s->d->tls_server;
-	struct tls *cctx = NULL;
 
-	if (ts == NULL || tls_accept_socket(ts->ctx, &cctx,
-	    s->client.io.fd) == -1) {
-		snprintf(s->detail, sizeof(s->detail), "tls_accept_socket: %s",
-		    ts ? tls_error(ts->ctx) : "no TLS configured");
+	if (ts == NULL || xio_tls_accept(&s->client.io, ts->ctx) == -1) {
+		snprintf(s->detail, sizeof(s->detail), "%s",
+		    ts ? s->client.io.err : "no TLS configured");
 		session_close(s, "tls-setup-failed");
 		return -1;
 	}
 	s->tls_srv = tls_server_ref(ts);
-	s->client.io.tls = cctx;
 	return 0;
 }
 
@@ -636,7 +633,8 @@ arm_watchers(struct session *s, bool *repump)
 	if (relaying) {
 		if (s->phase == PH_RELAY && !s->client.eof && buf_space(&s->cin))
 			cev |= s->client.rd_wait;
-		if (!buf_empty(relay_client_source(s)) || (s->backend.eof &&
+		if (!buf_empty(relay_client_source(s)) ||
+		    xio_pending(&s->client.io) > 0 || (s->backend.eof &&
 		    !s->client.shut))
 			cev |= s->client.wr_wait;
 		if (!s->backend.eof && buf_space(&s->bin))
@@ -875,6 +873,8 @@ session_begin(struct session *s)
 	}
 	if (accept_tls(s) == -1)
 		return;
+	if (s->kind == LISTEN_TLS)
+		relay_bulk(s);		/* a plain wrap is spliced from the start */
 	session_set_phase(s, PH_HANDSHAKE);
 	session_set_timeout(s, DL_ABSOLUTE, s->conf->timeout_handshake,
 	    "timeout-handshake");

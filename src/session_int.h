@@ -36,8 +36,12 @@ struct spawn_ticket;
 struct tls_server;
 
 /* One TLS record is at most 16 KiB: a buffer of that size moves a whole
- * record per call without holding more than one per direction. */
+ * record per call without holding more than one per direction. Once
+ * spliced, a buffer that fills (bulk data) grows to SESSION_BULK_SIZE:
+ * four records per read(2) and, through the client's write queue
+ * (xio.h), per write(2). Limits before login never see the bigger size. */
 #define SESSION_BUF_SIZE	(16 * 1024)
+#define SESSION_BULK_SIZE	(64 * 1024)
 /* Rounds of I/O per wakeup before yielding to other sessions. */
 #define PUMP_ROUNDS		16
 
@@ -142,8 +146,8 @@ struct session {
 	char			 peer_addr[64];
 	char			 peer_port[8];
 	char			 tls_version[24];
-	char			 tls_cipher[64];
-	char			 detail[320];	/* error text for the log */
+	char			 tls_cipher[48];	/* OpenSSL names are under 40 */
+	char			 detail[288];	/* error text for the log */
 };
 
 /* xio_wants: rv asks to wait for readiness; xio_want_event: which. */
@@ -192,6 +196,7 @@ long	relay_io(struct session *s);		/* bytes moved */
 bool	relay_halfclose(struct session *s);
 bool	relay_refusal(struct session *s);	/* flush the last reply */
 struct buf *relay_backend_source(struct session *s);
+void	relay_bulk(struct session *s);	/* spliced: buffers may grow */
 struct buf *relay_client_source(struct session *s);
 
 /* session_exec.c */

@@ -13,7 +13,124 @@ xio_init(struct xio *x, int fd)
 {
 	x->fd = fd;
 	x->tls = NULL;
+	buf_init(&x->wq, XIO_WQ_SMALL);
+	x->batch = false;
+	x->tls_closed = false;
 	x->err[0] = '\0';
+}
+
+/* cb_read: libtls wants ciphertext: straight from the socket. */
+static ssize_t
+cb_read(struct tls *ctx, void *p, size_t len, void *arg)
+{
+	struct xio *x = arg;
+	ssize_t n;
+
+	(void)ctx;
+	n = read(x->fd, p, len);
+	if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK ||
+	    errno == EINTR))
+		return TLS_WANT_POLLIN;
+	return n;
+}
+
+/* send_queue: one write(2) of what is queued; -1 with errno on failure
+ * (EAGAIN included), else bytes written. */
+static ssize_t
+send_queue(struct xio *x)
+{
+	const uint8_t *p;
+	size_t len;
+	ssize_t n;
+
+	if ((p = buf_rptr(&x->wq, &len)) == NULL)
+		return 0;
+	if ((n = write(x->fd, p, len)) > 0)
+		buf_consume(&x->wq, (size_t)n);
+	return n;
+}
+
+/*
+ * cb_write: libtls has ciphertext to send. Outside xio_write (handshake,
+ * alerts, close_notify) it goes out at once, as with a plain socket,
+ * unless data is already queued ahead of it. Inside xio_write it is queued;
+ * a queue without room is flushed first, and one that stays full asks
+ * libtls to wait for writability (it retries with the same bytes).
+ */
+static ssize_t
+cb_write(struct tls *ctx, const void *p, size_t len, void *arg)
+{
+	struct xio *x = arg;
+	size_t room;
+	ssize_t n;
+
+	(void)ctx;
+	if (!x->batch && buf_empty(&x->wq)) {
+		n = write(x->fd, p, len);
+		if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK ||
+		    errno == EINTR))
+			return TLS_WANT_POLLOUT;
+		return n;
+	}
+	if (buf_space(&x->wq) < len && !buf_empty(&x->wq) &&
+	    send_queue(x) == -1 && errno != EAGAIN && errno != EWOULDBLOCK &&
+	    errno != EINTR)
+		return -1;
+	if ((room = buf_space(&x->wq)) == 0)
+		return TLS_WANT_POLLOUT;
+	if (len > room)
+		len = room;
+	if (buf_append(&x->wq, p, len) == -1) {
+		errno = ENOMEM;
+		return -1;
+	}
+	return (ssize_t)len;
+}
+
+int
+xio_tls_accept(struct xio *x, struct tls *srv)
+{
+	const char *e;
+
+	if (tls_accept_cbs(srv, &x->tls, cb_read, cb_write, x) == 0)
+		return 0;
+	e = tls_error(srv);
+	snprintf(x->err, sizeof(x->err), "tls_accept_cbs: %s",
+	    e ? e : "unknown error");
+	x->tls = NULL;
+	return -1;
+}
+
+void
+xio_bulk(struct xio *x)
+{
+	buf_set_max(&x->wq, XIO_WQ_BULK);
+	(void)buf_grow(&x->wq);		/* sets cap if empty; else later */
+}
+
+int
+xio_flush(struct xio *x, size_t *wrote)
+{
+	size_t total = 0;
+	ssize_t n;
+
+	while (!buf_empty(&x->wq)) {
+		if ((n = send_queue(x)) > 0) {
+			total += (size_t)n;
+			continue;
+		}
+		if (wrote != NULL)
+			*wrote = total;
+		if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK ||
+		    errno == EINTR))
+			return XIO_WANT_WRITE;
+		snprintf(x->err, sizeof(x->err), "write: %s",
+		    n == 0 ? "nothing written" : strerror(errno));
+		return XIO_ERR;
+	}
+	if (wrote != NULL)
+		*wrote = total;
+	return 0;
 }
 
 static ssize_t
@@ -68,10 +185,15 @@ xio_read(struct xio *x, void *p, size_t len)
 ssize_t
 xio_write(struct xio *x, const void *p, size_t len)
 {
+	ssize_t n;
+
 	if (x->tls == NULL)
 		return sys_result(x, write(x->fd, p, len), "write",
 		    XIO_WANT_WRITE);
-	return tls_result(x, tls_write(x->tls, p, len), "tls_write");
+	x->batch = true;
+	n = tls_write(x->tls, p, len);
+	x->batch = false;
+	return tls_result(x, n, "tls_write");
 }
 
 int
@@ -87,12 +209,16 @@ xio_shutdown(struct xio *x)
 {
 	int rv;
 
-	if (x->tls != NULL) {
+	if (x->tls != NULL && !x->tls_closed) {
 		rv = (int)tls_result(x, tls_close(x->tls), "tls_close");
 		if (rv == XIO_WANT_READ || rv == XIO_WANT_WRITE)
 			return rv;
 		/* A failed close_notify still ends our sending side. */
+		x->tls_closed = true;
 	}
+	/* The FIN must not overtake queued records (close_notify included). */
+	if ((rv = xio_flush(x, NULL)) == XIO_WANT_WRITE)
+		return rv;
 	if (shutdown(x->fd, SHUT_WR) == -1 && errno != ENOTCONN) {
 		snprintf(x->err, sizeof(x->err), "shutdown: %s", strerror(errno));
 		return XIO_ERR;
@@ -113,6 +239,7 @@ xio_discard_input(int fd)
 void
 xio_close(struct xio *x)
 {
+	buf_free(&x->wq);
 	if (x->tls != NULL) {
 		tls_free(x->tls);
 		x->tls = NULL;

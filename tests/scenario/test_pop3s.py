@@ -219,6 +219,48 @@ def test_big_message_sha256(popsd, certs, backend):
     assert h.hexdigest() == backend.big_sha256
 
 
+def proc_io(pid):
+    """The syscall counters of /proc/PID/io: {'syscr': n, 'syscw': n, ...}."""
+    with open(f"/proc/{pid}/io") as f:
+        return {k: int(v) for k, v in (l.split(":") for l in f)}
+
+
+def test_big_message_coalesced_writes(popsd, certs, backend):
+    """A bulk RETR leaves popsd in a few big writes, not one write(2) per
+    16 KiB TLS record (64 per MiB), and in bigger backend reads: issue 14.
+    The message arrives whole and intact. Counts, not times."""
+    p = popsd()
+    n = big_number(p, certs, backend)
+    c = H.Pop3Client(p.port, certs.client_context())
+    c.login("big", H.PASSWORDS["big"])
+    before = proc_io(p.pid)
+    c.send(f"RETR {n}\r\n")
+    assert c.readline().startswith(b"+OK")
+    h = hashlib.sha256()
+    tail = b""
+    total = 0
+    while True:
+        chunk = c.f.read1(1 << 20)
+        assert chunk, "EOF inside the RETR"
+        total += len(chunk)
+        data = tail + chunk
+        if data.endswith(b"\r\n.\r\n"):
+            break
+        tail = data[-4:]
+    after = proc_io(p.pid)
+    mib = total / (1 << 20)
+    writes = (after["syscw"] - before["syscw"]) / mib
+    reads = (after["syscr"] - before["syscr"]) / mib
+    print(f"RETR {total} bytes: {writes:.1f} write(2) and {reads:.1f} "
+          f"read(2) per MiB")
+    assert total >= backend.big_wire
+    assert writes <= 40, f"{writes:.1f} writes per MiB: not coalesced"
+    assert reads <= 40, f"{reads:.1f} reads per MiB: buffers did not grow"
+    c.ok("QUIT")
+    c.close()
+    p.wait_session(port=c.local_port)
+
+
 def test_slow_reader_memory_bounded(popsd, certs, backend):
     """A client that reads a ~100 MiB RETR slowly must not make popsd buffer
     it: popsd's RSS stays within 20 MiB of what it was before the RETR.

@@ -1,7 +1,8 @@
 /*
  * test_buf.c — src/buf.c: the capacity is a hard bound, appends are all
- * or nothing, wptr/commit/consume compact when the tail is used up, and
- * a drained buffer holds no memory.
+ * or nothing, wptr/commit/consume compact when the tail is used up, a
+ * drained buffer holds no memory, a buffer grows past its capacity only
+ * when allowed (buf_set_max) and full, and the pool is capped in bytes.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -196,11 +197,97 @@ test_drained_releases_memory(void **state)
 	buf_consume(&b, 2);
 	assert_null(b.mem);
 
-	/* A second capacity is not pooled but behaves the same. */
+	/* A second capacity behaves the same. */
 	buf_init(&b, 7);
 	assert_int_equal(buf_append(&b, "1234567", 7), 0);
 	buf_consume(&b, 7);
 	assert_null(b.mem);
+}
+
+static void
+test_grow_only_when_allowed_and_full(void **state)
+{
+	struct buf b;
+	uint8_t *w;
+	size_t avail;
+
+	(void)state;
+	buf_init(&b, 8);
+	/* Without buf_set_max the capacity stays a hard bound. */
+	assert_int_equal(buf_append(&b, "12345678", 8), 0);
+	assert_null(buf_wptr(&b, &avail));
+	assert_int_equal(buf_append(&b, "9", 1), -1);
+	assert_true(buf_full(&b));
+
+	/* Allowed: a full buffer grows on the next write, keeping its data. */
+	buf_set_max(&b, 32);
+	assert_false(buf_full(&b));
+	assert_int_equal(buf_space(&b), 24);
+	assert_int_equal(b.cap, 8);
+	buf_consume(&b, 2);		/* data not at offset 0 */
+	assert_int_equal(b.cap, 8);	/* not full: no growth yet */
+	assert_int_equal(buf_append(&b, "90", 2), 0);
+	assert_int_equal(b.cap, 8);
+	w = buf_wptr(&b, &avail);
+	assert_non_null(w);
+	assert_int_equal(b.cap, 32);
+	assert_int_equal(avail, 24);
+	contents(&b, "34567890");
+	/* All or nothing still holds at the larger bound. */
+	assert_int_equal(buf_append(&b, "abcdefghijklmnopqrstuvwxy", 25), -1);
+	assert_int_equal(buf_append(&b, "abcdefghijklmnopqrstuvwx", 24), 0);
+	assert_true(buf_full(&b));
+	assert_null(buf_wptr(&b, &avail));
+	buf_free(&b);
+	assert_null(b.mem);
+
+	/* An append that does not fit the current capacity grows it. */
+	buf_init(&b, 4);
+	buf_set_max(&b, 16);
+	assert_int_equal(buf_append(&b, "ab", 2), 0);
+	assert_int_equal(buf_append(&b, "cdefgh", 6), 0);
+	assert_int_equal(b.cap, 16);
+	contents(&b, "abcdefgh");
+	/* A lower max never shrinks. */
+	buf_set_max(&b, 2);
+	assert_int_equal(b.max, 16);
+	buf_free(&b);
+}
+
+static void
+test_pool_capped_in_bytes(void **state)
+{
+	struct buf b[40];
+	size_t i;
+
+	(void)state;
+	buf_pool_trim();
+	assert_int_equal(buf_pool_bytes(), 0);
+	/* 40 x 64 KiB drained at once: the pool keeps at most its cap. */
+	for (i = 0; i < 40; i++) {
+		buf_init(&b[i], 64 * 1024);
+		assert_int_equal(buf_append(&b[i], "x", 1), 0);
+	}
+	for (i = 0; i < 40; i++)
+		buf_free(&b[i]);
+	assert_true(buf_pool_bytes() <= BUF_POOL_BYTES);
+	assert_true(buf_pool_bytes() > 0);
+	/* Small chunks still get pooled next to big ones, within the cap. */
+	buf_pool_trim();
+	for (i = 0; i < 40; i++) {
+		buf_init(&b[i], i % 2 ? 16 : 64 * 1024);
+		assert_int_equal(buf_append(&b[i], "y", 1), 0);
+	}
+	for (i = 0; i < 40; i++)
+		buf_free(&b[i]);
+	assert_true(buf_pool_bytes() <= BUF_POOL_BYTES);
+	/* Reuse takes a chunk of the right size. */
+	buf_init(&b[0], 16);
+	assert_int_equal(buf_append(&b[0], "z", 1), 0);
+	assert_int_equal(b[0].cap, 16);
+	buf_free(&b[0]);
+	buf_pool_trim();
+	assert_int_equal(buf_pool_bytes(), 0);
 }
 
 static void
@@ -266,6 +353,8 @@ main(void)
 		cmocka_unit_test(test_append_compacts),
 		cmocka_unit_test(test_wptr_commit_consume),
 		cmocka_unit_test(test_drained_releases_memory),
+		cmocka_unit_test(test_grow_only_when_allowed_and_full),
+		cmocka_unit_test(test_pool_capped_in_bytes),
 		cmocka_unit_test(test_find_lf),
 		cmocka_unit_test(test_appendf),
 	};
