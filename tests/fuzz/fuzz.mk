@@ -40,13 +40,13 @@ $(FUZZ_DIR)/fuzz_proxy: tests/fuzz/fuzz_proxy.c src/proxy.c src/proxy.h
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_proxy.c src/proxy.c
 
 $(FUZZ_DIR)/fuzz_scrape: tests/fuzz/fuzz_scrape.c src/metrics_http.c \
-    src/certtime.c src/base64.c src/metrics.c src/sockbind.c src/xio.c \
+    src/certtime.c src/base64.c src/metrics.c src/sockbind.c src/xio.c src/buf.c \
     src/log.c src/metrics_http.h src/certtime.h src/base64.h src/metrics.h \
     src/sockbind.h
 	@mkdir -p $(FUZZ_DIR)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_scrape.c \
 	    src/metrics_http.c src/certtime.c src/base64.c src/metrics.c \
-	    src/sockbind.c src/xio.c src/log.c -ltls -lev
+	    src/sockbind.c src/xio.c src/buf.c src/log.c -ltls -lev
 
 $(FUZZ_DIR)/fuzz_ticketkeys: tests/fuzz/fuzz_ticketkeys.c src/ticketkeys.c \
     src/base64.c src/ticketkeys.h src/base64.h
