@@ -136,14 +136,39 @@ def wait_children(pid, n, timeout=10, what=None):
     return wait_until(found, timeout, what or f"{n} children of {pid}")
 
 
-def pid_alive(pid):
-    """True while pid exists and is not a zombie."""
+def proc_state(pid):
+    """pid's state letter from /proc (R, S, T, Z...), None once gone."""
     try:
         with open(f"/proc/{pid}/stat") as f:
-            state = f.read().rsplit(")", 1)[1].split()[0]
+            return f.read().rsplit(")", 1)[1].split()[0]
     except (OSError, IndexError):
-        return False
-    return state != "Z"
+        return None
+
+
+def pid_alive(pid):
+    """True while pid exists and is not a zombie."""
+    return proc_state(pid) not in (None, "Z")
+
+
+@contextlib.contextmanager
+def only_worker(master, worker):
+    """Steer new connections to one worker of a popsd master: the other
+    workers share its listening sockets, so while they are stopped only
+    `worker` accepts (the kernel's choice among running workers is its
+    own, and under a sanitizer one worker can win every time). They are
+    resumed whatever happens in the block; a stop is not a death to the
+    master (libev ignores stopped children unless asked)."""
+    others = [k for k in children(master) if k != worker]
+    try:
+        for k in others:
+            os.kill(k, signal.SIGSTOP)
+        wait_until(lambda: all(proc_state(k) in ("T", "t", None) for k in others),
+                   10, "the other workers to stop")
+        yield
+    finally:
+        for k in others:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(k, signal.SIGCONT)
 
 
 def reap(pid):

@@ -113,16 +113,21 @@ def worker_ids_seen(p):
 
 def test_limits_are_exact_across_workers(popsd, certs):
     """With two workers, max-sessions-per-ip 3 and max-sessions 4 mean
-    3 and 4 in all, wherever the kernel puts each connection: sessions
-    are counted in one ledger the workers share (src/ledger.c). Several
-    rounds, so that connections land on both workers in various ways."""
+    3 and 4 in all, wherever each connection lands: sessions are counted
+    in one ledger the workers share (src/ledger.c). Eight rounds steer the
+    three held sessions through every split between the workers, and the
+    refused fourth to each in turn."""
     p = popsd(pop3=True, extra=["workers 2", "max-sessions-per-ip 3",
                                 "require-tls no"])
-    H.wait_children(p.pid, 2, what="two workers")
+    kids = H.wait_children(p.pid, 2, what="two workers")
     done = 0
-    for _ in range(8):
-        held = hold_plain(p, 3)
-        refused_plain(p, b"from your address")
+    for r in range(8):
+        held = []
+        for k in range(3):
+            with H.only_worker(p.pid, kids[(r >> k) & 1]):
+                held += hold_plain(p, 1)
+        with H.only_worker(p.pid, kids[(r & 1) ^ 1]):
+            refused_plain(p, b"from your address")
         close_all(held)
         done += 3
         H.wait_until(lambda: len(p.session_lines()) >= done, 10, "the sessions to end")
@@ -132,11 +137,17 @@ def test_limits_are_exact_across_workers(popsd, certs):
 
 def test_max_sessions_exact_across_workers(popsd, certs):
     p = popsd(pop3=True, max_sessions=4, extra=["workers 2", "require-tls no"])
-    H.wait_children(p.pid, 2, what="two workers")
+    kids = H.wait_children(p.pid, 2, what="two workers")
     before = 0
-    for _ in range(6):
-        held = hold_plain(p, 4)
-        refused_plain(p, b"too many sessions")
+    # Which worker takes each of the four held sessions (bit k), and the
+    # refused fifth goes to the other one than the first.
+    for split in (0b0000, 0b1111, 0b0101, 0b1010, 0b0011, 0b1110):
+        held = []
+        for k in range(4):
+            with H.only_worker(p.pid, kids[(split >> k) & 1]):
+                held += hold_plain(p, 1)
+        with H.only_worker(p.pid, kids[(split & 1) ^ 1]):
+            refused_plain(p, b"too many sessions")
         close_all(held)
         before += 4
         H.wait_until(lambda: len(p.session_lines()) >= before, 10, "the sessions to end")
