@@ -89,6 +89,7 @@ ticket_cb(void *ssl, unsigned char *name, unsigned char *iv, void *cctx,
  * before they go back to the allocator (4 above).
  */
 #define SSL_CTRL_MODE			33		/* <openssl/ssl.h> */
+#define SSL_CTRL_SET_READ_AHEAD		41
 #define SSL_MODE_RELEASE_BUFFERS	0x00000010L
 #define SSL_OP_CLEANSE_PLAINTEXT	((uint64_t)1 << 1)	/* OpenSSL 3 */
 
@@ -117,8 +118,10 @@ SSL_new(void *ctx)
 	}
 	if ((ssl = real(ctx)) == NULL)
 		return NULL;
-	if (ctrl != NULL)
+	if (ctrl != NULL) {
 		(void)ctrl(ssl, SSL_CTRL_MODE, SSL_MODE_RELEASE_BUFFERS, NULL);
+		(void)ctrl(ssl, SSL_CTRL_SET_READ_AHEAD, 1, NULL);
+	}
 	if (set_options != NULL)
 		(void)set_options(ssl, SSL_OP_CLEANSE_PLAINTEXT);
 	return ssl;
