@@ -40,6 +40,7 @@ struct xio {
 	struct tls	*tls;		/* NULL for plaintext */
 	struct buf	 wq;		/* queued ciphertext (xio_tls_accept) */
 	bool		 batch;		/* inside xio_write: queue, do not send */
+	bool		 drained;	/* last TLS read(2) short: socket empty */
 	bool		 tls_closed;	/* close_notify done, flush and FIN left */
 	char		 err[160];	/* why the last call returned XIO_ERR */
 };

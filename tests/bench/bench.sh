@@ -298,7 +298,8 @@ floor_limit() {
 
 # What no front-end can go below on this machine (tests/bench/floor.c): a
 # relay that only reads, seals and writes, and OpenSSL's server handshake
-# with no socket I/O; best of a few runs, each ~1-2.5 s.
+# with no socket I/O (and over loopback TCP); best of a few runs, each
+# ~1-2.5 s.
 # floor_all: every floor; run at the start and again at the end, since
 # this shared machine has slow spells (report.awk keeps the lowest).
 floor_all() {
@@ -314,6 +315,10 @@ floor_all() {
 			done
 			floor_limit "floor-hs-$c-resume" handshake -c "$W/$c/cert.pem" \
 			    -k "$W/$c/key.pem" -t 2 -r $FLOOR_HS
+			# The same server handshake over loopback TCP: the
+			# kernel's share of a handshake beside OpenSSL's.
+			floor_limit "floor-hs-$c-t2-tcp" handshake -c "$W/$c/cert.pem" \
+			    -k "$W/$c/key.pem" -t 2 -l $FLOOR_HS
 		done
 	}
 }

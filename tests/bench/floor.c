@@ -7,7 +7,7 @@
  *
  *   floor relay [-b BYTES_PER_IO] [-M MIB] [-e none|aes-256-gcm|aes-128-gcm]
  *               [-R RUNS]
- *   floor handshake -c CERT -k KEY [-n N] [-t TICKETS] [-r] [-R BLOCKS]
+ *   floor handshake -c CERT -k KEY [-n N] [-t TICKETS] [-r] [-R BLOCKS] [-l]
  *
  * relay: the cheapest possible TLS-like relay. A forked producer writes MIB
  * MiB (default 1024) into loopback TCP connection A as fast as it can; a
@@ -37,6 +37,19 @@
  * is the best block's mean, _med and _max the others; client_ms_per_hs is
  * the rest of the loop (the client, the BIOs).
  *
+ *
+ * handshake -l: the same server handshake over loopback TCP, the kernel's
+ * share included. A forked client (OpenSSL, blocking socket, its own CPU)
+ * connects N + warm-up times, reads the tickets and the close_notify and
+ * closes. This process, per connection: accept(2), TCP_NODELAY (as a
+ * front-end sets it), SSL_new + SSL_set_fd, SSL_accept (which writes the
+ * tickets), SSL_shutdown (close_notify), SSL_free, close(2); all of it
+ * timed by this thread's CPU clock, user and system time (the syscalls and
+ * the loopback's TCP processing of what it writes): the least a TLS
+ * front-end spends per handshake on its client's connection, before it
+ * opens a backend connection, relays a byte or logs a line. The output
+ * says io=tcp (else io=none), and client_ms_per_hs is 0: not measured.
+ *
  * Best of several: on a shared virtual machine other work slows every CPU
  * figure by 10-40 % for seconds at a time; the best run is the floor.
  * Output: one line of key=value pairs on stdout; errors on stderr, exit 1.
@@ -52,6 +65,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -96,7 +110,7 @@ usage(void)
 	fprintf(stderr, "usage: floor relay [-b BYTES_PER_IO] [-M MIB] "
 	    "[-e none|aes-256-gcm|aes-128-gcm] [-R RUNS]\n"
 	    "       floor handshake -c CERT -k KEY [-n N] [-t TICKETS] [-r] "
-	    "[-R BLOCKS]\n");
+	    "[-R BLOCKS] [-l]\n");
 	exit(2);
 }
 
@@ -682,6 +696,124 @@ hs_block(SSL_CTX *sctx, SSL_CTX *cctx, bool resume, long count,
 	    regions)) / 1e6 / (double)count;
 }
 
+/* --- handshake over loopback TCP (-l) ------------------------------------ */
+
+/* The client process: WARM + COUNT connections to PORT, each a handshake
+ * (resuming the previous session with RESUME), the tickets and close_notify
+ * read, then close. Writes the tickets received after the WARM first ones
+ * to REPORT, then exits. */
+static void __attribute__((noreturn))
+tcp_client(uint16_t port, long warm, long count, bool resume, int report)
+{
+	unsigned char buf[256];
+	SSL_CTX *cctx = client_ctx();
+	long i, warm_tickets = 0;
+	SSL *cl;
+	int fd, r;
+
+	for (i = 0; i < warm + count; i++) {
+		if (i == warm)
+			warm_tickets = client_tickets.received;
+		fd = connect_to(port);
+		if ((cl = SSL_new(cctx)) == NULL || SSL_set_fd(cl, fd) != 1)
+			_exit(1);
+		if (resume && client_tickets.last != NULL &&
+		    SSL_set_session(cl, client_tickets.last) != 1)
+			_exit(1);
+		if (SSL_connect(cl) != 1) {
+			ERR_print_errors_fp(stderr);
+			_exit(1);
+		}
+		/* The tickets, then close_notify: 0. */
+		while ((r = SSL_read(cl, buf, sizeof buf)) > 0)
+			continue;
+		if (SSL_get_error(cl, r) != SSL_ERROR_ZERO_RETURN)
+			_exit(1);
+		/* Keep the session resumable without answering the
+		 * close_notify: the server has closed. */
+		SSL_set_quiet_shutdown(cl, 1);
+		SSL_shutdown(cl);
+		SSL_free(cl);
+		close(fd);
+	}
+	dprintf(report, "%ld\n", client_tickets.received - warm_tickets);
+	_exit(0);
+}
+
+/* One server connection on LFD, all timed: accept to close. */
+static void
+tcp_server_once(SSL_CTX *sctx, int lfd, struct hs_stats *st)
+{
+	int64_t t0 = thread_ns();
+	int fd, one = 1;
+	SSL *sv;
+
+	if ((fd = accept(lfd, NULL, NULL)) < 0)
+		die("accept: %s", strerror(errno));
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	if ((sv = SSL_new(sctx)) == NULL || SSL_set_fd(sv, fd) != 1)
+		die("server: SSL_new");
+	if (SSL_accept(sv) != 1)
+		die("server: handshake failed");
+	st->resumed += SSL_session_reused(sv);
+	if (st->version == NULL) {
+		st->version = SSL_get_version(sv);
+		st->cipher = SSL_CIPHER_get_name(SSL_get_current_cipher(sv));
+		st->group = SSL_group_to_name(sv, SSL_get_negotiated_group(sv));
+	}
+	SSL_shutdown(sv);			/* sends close_notify */
+	SSL_free(sv);
+	close(fd);
+	st->server_ns += thread_ns() - t0;
+	st->regions++;
+}
+
+/* handshake -l: K blocks of PER handshakes after the warm-up, over
+ * loopback TCP with a forked client; MS gets each block's server ms per
+ * handshake; the client's ticket count goes to *TICKETS. */
+static void
+tcp_blocks(SSL_CTX *sctx, bool resume, int k, long per, int64_t cost,
+    double *ms, struct hs_stats *st, long *tickets)
+{
+	struct hs_stats warm;
+	int64_t before;
+	uint16_t port;
+	int lfd, p[2], status, i;
+	long j, regions;
+	FILE *f;
+	pid_t pid;
+
+	lfd = listener(&port);
+	if (listen(lfd, 64) < 0 || pipe(p) < 0)
+		die("listen, pipe: %s", strerror(errno));
+	if ((pid = fork()) < 0)
+		die("fork: %s", strerror(errno));
+	if (pid == 0) {
+		close(lfd);
+		close(p[0]);
+		tcp_client(port, HS_WARMUP, per * k, resume, p[1]);
+	}
+	close(p[1]);
+	memset(&warm, 0, sizeof warm);
+	for (j = 0; j < HS_WARMUP; j++)
+		tcp_server_once(sctx, lfd, &warm);
+	for (i = 0; i < k; i++) {
+		before = st->server_ns;
+		regions = st->regions;
+		for (j = 0; j < per; j++)
+			tcp_server_once(sctx, lfd, st);
+		ms[i] = (double)(st->server_ns - before - cost *
+		    (st->regions - regions)) / 1e6 / (double)per;
+	}
+	close(lfd);
+	if ((f = fdopen(p[0], "r")) == NULL || fscanf(f, "%ld", tickets) != 1)
+		die("the client did not finish");
+	fclose(f);
+	if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) ||
+	    WEXITSTATUS(status) != 0)
+		die("the client failed");
+}
+
 static int
 cmd_handshake(int argc, char **argv)
 {
@@ -692,9 +824,9 @@ cmd_handshake(int argc, char **argv)
 	int64_t t0, total, cost;
 	long n = 2000, per;
 	int opt, tickets = 2, bits, k = 8, i;
-	bool resume = false;
+	bool resume = false, tcp = false;
 
-	while ((opt = getopt(argc, argv, "c:k:n:t:rR:")) != -1) {
+	while ((opt = getopt(argc, argv, "c:k:n:t:rR:l")) != -1) {
 		switch (opt) {
 		case 'c': cert = optarg; break;
 		case 'k': key = optarg; break;
@@ -702,6 +834,7 @@ cmd_handshake(int argc, char **argv)
 		case 't': tickets = (int)number(optarg, 0, 16); break;
 		case 'r': resume = true; break;
 		case 'R': k = (int)number(optarg, 1, MAX_REPEATS); break;
+		case 'l': tcp = true; break;
 		default: usage();
 		}
 	}
@@ -711,25 +844,31 @@ cmd_handshake(int argc, char **argv)
 	cctx = client_ctx();
 	kind = key_kind(sctx, &bits);
 
-	memset(&warm, 0, sizeof warm);
-	(void)hs_block(sctx, cctx, resume, HS_WARMUP, 0, &warm);
 	cost = clock_cost();
 	memset(&st, 0, sizeof st);
 	per = n / k > 0 ? n / k : 1;
 	n = per * k;
-	t0 = thread_ns();
-	for (i = 0; i < k; i++)
-		ms[i] = hs_block(sctx, cctx, resume, per, cost, &st);
-	total = thread_ns() - t0;
+	if (tcp) {
+		tcp_blocks(sctx, resume, k, per, cost, ms, &st, &st.tickets);
+		total = st.server_ns;	/* the client's CPU is not ours */
+	} else {
+		memset(&warm, 0, sizeof warm);
+		(void)hs_block(sctx, cctx, resume, HS_WARMUP, 0, &warm);
+		t0 = thread_ns();
+		for (i = 0; i < k; i++)
+			ms[i] = hs_block(sctx, cctx, resume, per, cost, &st);
+		total = thread_ns() - t0;
+	}
 	best = ms[0];
 	for (i = 1; i < k; i++)
 		best = ms[i] < best ? ms[i] : best;
 	med = median(ms, k);
 
-	printf("mode=handshake cert=%s bits=%d tickets=%d resume=%d n=%ld "
+	printf("mode=handshake io=%s cert=%s bits=%d tickets=%d resume=%d n=%ld "
 	    "runs=%d resumed_pct=%.1f tickets_per_hs=%.2f server_ms_per_hs=%.3f "
 	    "server_ms_med=%.3f server_ms_max=%.3f client_ms_per_hs=%.3f "
-	    "clock_ns=%lld tls=%s cipher=%s group=%s\n", kind, bits, tickets,
+	    "clock_ns=%lld tls=%s cipher=%s group=%s\n", tcp ? "tcp" : "none",
+	    kind, bits, tickets,
 	    resume, n, k, 100.0 * (double)st.resumed / (double)n,
 	    (double)st.tickets / (double)n, best, med, ms[k - 1],
 	    (double)(total - st.server_ns) / 1e6 / (double)n, (long long)cost,

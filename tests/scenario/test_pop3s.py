@@ -261,6 +261,31 @@ def test_big_message_coalesced_writes(popsd, certs, backend):
     p.wait_session(port=c.local_port)
 
 
+def test_handshake_tail_leaves_with_greeting(popsd, certs, backend):
+    """From accept to the greeting, popsd writes the server's flight and
+    then the two TLS 1.3 session tickets and the greeting together: fewer
+    write(2) than the four of one per flight, ticket and greeting (2 with
+    loadgen; 3 counted here); and it reads each client flight whole
+    (OpenSSL reads ahead) without an EAGAIN read after it: issue 14.
+    Counts, not times; the session goes on as usual."""
+    p = popsd()
+    before = proc_io(p.pid)
+    c = H.Pop3Client(p.port, certs.client_context())
+    assert c.readline().startswith(b"+OK")
+    after = proc_io(p.pid)
+    writes = after["syscw"] - before["syscw"]
+    reads = after["syscr"] - before["syscr"]
+    print(f"accept to greeting: {writes} write(2), {reads} read(2)")
+    assert c.sock.version() == "TLSv1.3"
+    assert writes <= 3, f"{writes} writes before the greeting: not coalesced"
+    assert reads <= 6, f"{reads} reads before the greeting"
+    c.ok("USER demo")
+    c.ok(f"PASS {H.PASSWORDS['demo']}")
+    c.ok("QUIT")
+    c.close()
+    p.wait_session(port=c.local_port)
+
+
 def test_slow_reader_memory_bounded(popsd, certs, backend):
     """A client that reads a ~100 MiB RETR slowly must not make popsd buffer
     it: popsd's RSS stays within 20 MiB of what it was before the RETR.

@@ -170,6 +170,7 @@ test_ssl_new_sets_mode_and_option(void **state)
 	assert_non_null(ssl = SSL_new(ctx));
 	assert_true(SSL_get_options(ssl) & SSL_OP_CLEANSE_PLAINTEXT);
 	assert_true(SSL_get_mode(ssl) & SSL_MODE_RELEASE_BUFFERS);
+	assert_int_equal(SSL_get_read_ahead(ssl), 1);
 	SSL_free(ssl);
 	SSL_CTX_free(ctx);
 }
